@@ -1,0 +1,119 @@
+"""The networks of the chapter and their building blocks, shared by the stages."""
+
+import math
+from pathlib import Path
+
+import keras
+
+from stages.common import choice, StageError
+
+VGG16_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+MIN_IMAGE_SIZE = 32  # VGG16 halves the input five times
+
+
+@keras.saving.register_keras_serializable(package="dogs_vs_cats")
+class VGGPreprocess(keras.layers.Layer):
+    """Pixel values 0..255 in, the conv base's expected input out.
+
+    `vgg16`: keras.applications.vgg16.preprocess_input (RGB->BGR, minus the ImageNet
+    mean), what the ImageNet weights were trained with. `rescale`: the 1st edition's
+    1/255, kept to reproduce the book exactly.
+    """
+
+    def __init__(self, mode="vgg16", **kwargs):
+        super().__init__(**kwargs)
+        self.mode = choice(mode, ("vgg16", "rescale"), "base.preprocess")
+
+    def call(self, images):
+        if self.mode == "rescale":
+            return images / 255.0
+        return keras.applications.vgg16.preprocess_input(images)
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
+def check_image_size(size):
+    if not isinstance(size, int) or size < MIN_IMAGE_SIZE:
+        raise StageError(f"params.yaml: image.size is {size!r}; VGG16 needs a whole number >= {MIN_IMAGE_SIZE}")
+    return size
+
+
+def conv_base(weights, size):
+    """VGG16's convolutional base; `weights` is `imagenet`, `none` or a weights file."""
+    check_image_size(size)
+    shape = (size, size, 3)
+    if weights in (None, "none"):
+        return keras.applications.VGG16(include_top=False, weights=None, input_shape=shape)
+    if weights == "imagenet":
+        try:
+            return keras.applications.VGG16(include_top=False, weights="imagenet", input_shape=shape)
+        except Exception as e:  # Keras raises a bare Exception for a failed download
+            reason = str(e).splitlines()[0][:200]
+            raise StageError(
+                f"could not get the ImageNet VGG16 weights ({reason}): put Keras' file {VGG16_NOTOP_FILE} "
+                f"in ~/.keras/models/, or set base.weights to a local weights file "
+                f"(`make run WEIGHTS=path/to/file.weights.h5`, or `-S base.weights=...` with dvc exp run)"
+            ) from None
+    path = Path(weights)
+    if not path.is_file():
+        raise StageError(f"base.weights {weights} not found: use imagenet, none, or the path of a VGG16 weights file")
+    try:
+        return keras.applications.VGG16(include_top=False, weights=str(path), input_shape=shape)
+    except Exception as e:
+        reason = str(e).splitlines()[0][:200]
+        raise StageError(
+            f"base.weights {weights} could not be loaded into VGG16's conv base ({reason}): "
+            f"it must be a VGG16 include_top=False weights file (.weights.h5 or Keras' notop .h5)"
+        ) from None
+
+
+def feature_extractor(base, preprocess):
+    """Raw pixels -> preprocessing -> conv base: what the `features` stage runs."""
+    inputs = keras.Input(base.input_shape[1:])
+    outputs = base(VGGPreprocess(preprocess)(inputs), training=False)
+    return keras.Model(inputs, outputs, name="feature_extractor")
+
+
+def dense_head(feature_shape, units, dropout):
+    """Listing 5.18's classifier, on conv-base features: Flatten, Dense, Dropout, Dense."""
+    return keras.Sequential([
+        keras.Input(feature_shape),
+        keras.layers.Flatten(),
+        keras.layers.Dense(units, activation="relu"),
+        keras.layers.Dropout(dropout),
+        keras.layers.Dense(1, activation="sigmoid"),
+    ], name="head")
+
+
+def augmentation(params, seed=None):
+    """The book's ImageDataGenerator settings as Keras preprocessing layers (training only).
+
+    The values keep the book's meaning: `rotation` in degrees, shifts and zoom as
+    fractions of the image, `shear` as an angle in degrees (ImageDataGenerator's
+    shear_range), which RandomShear takes as the tangent of that angle.
+    """
+    layers = []
+    if params.get("horizontal_flip"):
+        layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
+    if params.get("rotation"):
+        layers.append(keras.layers.RandomRotation(params["rotation"] / 360, fill_mode="nearest", seed=seed))
+    if params.get("width_shift") or params.get("height_shift"):
+        layers.append(keras.layers.RandomTranslation(params.get("height_shift", 0), params.get("width_shift", 0),
+                                                     fill_mode="nearest", seed=seed))
+    if params.get("shear"):
+        layers.append(keras.layers.RandomShear(math.tan(math.radians(params["shear"])), 0.0,
+                                               fill_mode="nearest", seed=seed))
+    if params.get("zoom"):
+        layers.append(keras.layers.RandomZoom(params["zoom"], fill_mode="nearest", seed=seed))
+    return keras.Sequential(layers, name="augmentation")
+
+
+def unfreeze_from(base, layer_name):
+    """Make `layer_name` and every layer after it trainable, the rest frozen."""
+    names = [layer.name for layer in base.layers]
+    if layer_name not in names:
+        raise StageError(f"params.yaml: finetune.unfreeze_from is {layer_name!r}; use one of {', '.join(names[1:])}")
+    base.trainable = True
+    for layer in base.layers[: names.index(layer_name)]:
+        layer.trainable = False

@@ -1,0 +1,276 @@
+"""Stage `split`: pick train/validation/test images per class from the raw archive.
+
+The archive is read in place (Kaggle's competition zip holding `train.zip`, or a bare
+`train.zip`); only the chosen images are written, in the book's layout
+`data/split/{train,validation,test}/{cats,dogs}/`. Each chosen image is decoded once;
+a bad one is skipped, reported and replaced by the next index.
+"""
+
+import io
+import random
+import re
+import shutil
+import stat
+import tempfile
+import warnings
+import zipfile
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, ExitStack
+from pathlib import Path, PurePosixPath
+
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from stages.common import atomic_dir, choice, load_params, run, StageError, write_json
+
+OUTPUT = Path("data/split")
+REPORT = Path("metrics/data.json")
+SPLITS = ("train", "validation", "test")
+CLASSES = {"cat": "cats", "dog": "dogs"}  # Kaggle's prefix -> the book's folder
+IMAGE_NAME = re.compile(r"(cat|dog)\.(0|[1-9][0-9]*)\.jpg")
+DOWNLOAD_HELP = (
+    "download the competition with `kaggle competitions download -c dogs-vs-cats -p data/raw`, "
+    "run `dvc add data/raw/dogs-vs-cats.zip` and set data.archive: data/raw/dogs-vs-cats.zip "
+    "in params.yaml (or keep data.archive: data/sample/train.zip and run `dvc repro sample`)"
+)
+
+
+class BadImage(Exception):
+    """An archive member that cannot be used; the message is the reason."""
+
+
+class _Slice(io.RawIOBase):
+    """A read-only, seekable window onto part of a file: a stored zip inside a zip."""
+
+    def __init__(self, file, start, size):
+        self._file, self._start, self._size, self._pos = file, start, size, 0
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return True
+
+    def tell(self):
+        return self._pos
+
+    def seek(self, offset, whence=io.SEEK_SET):
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer):
+        count = max(0, min(len(buffer), self._size - self._pos))
+        self._file.seek(self._start + self._pos)
+        data = self._file.read(count)
+        buffer[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+
+def _member_data_offset(file, info):
+    """Where a member's bytes start: after its local header, whose extra field may differ."""
+    file.seek(info.header_offset)
+    header = file.read(30)
+    if header[:4] != b"PK\x03\x04":
+        raise zipfile.BadZipFile(f"bad local header for {info.filename}")
+    name_length = int.from_bytes(header[26:28], "little")
+    extra_length = int.from_bytes(header[28:30], "little")
+    return info.header_offset + 30 + name_length + extra_length
+
+
+@contextmanager
+def open_archive(path):
+    """Open the images archive: a bare train.zip, or a competition zip holding train.zip."""
+    path = Path(path)
+    if not path.is_file():
+        raise StageError(f"data.archive {path} not found: {DOWNLOAD_HELP}")
+    with ExitStack() as stack:
+        try:
+            outer = stack.enter_context(zipfile.ZipFile(path))
+        except (zipfile.BadZipFile, OSError) as e:
+            raise StageError(f"data.archive {path} is not a readable zip archive ({e}): {DOWNLOAD_HELP}") from None
+        names = outer.namelist()
+        inner = [n for n in names if PurePosixPath(n).name == "train.zip"]
+        if any(IMAGE_NAME.fullmatch(PurePosixPath(n).name) for n in names) or not inner:
+            yield outer
+            return
+        info = outer.getinfo(inner[0])
+        if info.compress_type == zipfile.ZIP_STORED:
+            file = stack.enter_context(open(path, "rb"))
+            view = _Slice(file, _member_data_offset(file, info), info.file_size)
+            nested = io.BufferedReader(view, buffer_size=1 << 20)
+        else:
+            # A compressed member cannot be seeked cheaply: copy the one inner archive
+            # (not its images) to a temporary file that disappears afterwards.
+            nested = stack.enter_context(tempfile.TemporaryFile())
+            with outer.open(info) as source, tqdm(total=info.file_size, unit="B", unit_scale=True,
+                                                   desc=f"reading {inner[0]}") as bar:
+                while chunk := source.read(1 << 20):
+                    nested.write(chunk)
+                    bar.update(len(chunk))
+            nested.seek(0)
+        try:
+            yield stack.enter_context(zipfile.ZipFile(nested))
+        except zipfile.BadZipFile as e:
+            raise StageError(f"{inner[0]} inside {path} is not a readable zip archive ({e}): {DOWNLOAD_HELP}") from None
+
+
+def _unsafe_reason(info):
+    name = info.filename
+    if stat.S_ISLNK(info.external_attr >> 16):
+        return "symbolic link"
+    parts = PurePosixPath(name).parts
+    if name.startswith(("/", "\\")) or "\\" in name or ".." in parts or re.match(r"[A-Za-z]:", name):
+        return "unsafe path (absolute or with '..')"
+    return None
+
+
+def list_candidates(archive):
+    """Group usable members by class and index; count what is ignored and why."""
+    candidates = {kind: {} for kind in CLASSES}
+    skipped, ignored = [], []
+    for info in sorted(archive.infolist(), key=lambda i: i.filename):
+        if info.is_dir():
+            continue
+        match = IMAGE_NAME.fullmatch(PurePosixPath(info.filename).name)
+        if not match:
+            ignored.append(info.filename)
+            continue
+        reason = _unsafe_reason(info)
+        if reason:
+            skipped.append({"member": info.filename, "reason": reason})
+            continue
+        kind, index = match.group(1), int(match.group(2))
+        if index in candidates[kind]:
+            skipped.append({"member": info.filename, "reason": f"duplicate of {candidates[kind][index].filename}"})
+            continue
+        candidates[kind][index] = info
+    return candidates, skipped, ignored
+
+
+def check_image(data):
+    """Decode once. Return (JPEG bytes to write, note or None); raise BadImage if unusable."""
+    if not data:
+        raise BadImage("empty file")
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns above MAX_IMAGE_PIXELS and raises above twice that: both mean no.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            image.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise BadImage(f"too large: {e}".split(" could be")[0]) from None
+    except UnidentifiedImageError:
+        raise BadImage("not an image") from None
+    except (OSError, SyntaxError, ValueError, zlib.error) as e:
+        raise BadImage(f"corrupt image ({e})") from None
+    if image.format == "JPEG" and image.mode == "RGB":
+        return data, None
+    note = f"{image.format} {image.mode} converted to RGB JPEG"
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, image.convert("RGBA"))
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=95)
+    return buffer.getvalue(), note
+
+
+def _read_member(archive, info):
+    try:
+        return archive.read(info)
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError) as e:
+        raise BadImage(f"unreadable archive member ({e})") from None
+
+
+def _check_member(read_result):
+    data, error = read_result
+    if error:
+        return None, None, error
+    try:
+        return (*check_image(data), None)
+    except BadImage as e:
+        return None, None, str(e)
+
+
+def choose_images(archive, infos, needed, pool, progress):
+    """Walk `infos` in order, keeping the first `needed` that decode; report the rest."""
+    chosen, skipped, converted = [], [], []
+    position = 0
+    while len(chosen) < needed and position < len(infos):
+        batch = infos[position: position + needed - len(chosen)]
+        position += len(batch)
+        raw = []
+        for info in batch:
+            try:
+                raw.append((_read_member(archive, info), None))
+            except BadImage as e:
+                raw.append((None, str(e)))
+        for info, (data, note, error) in zip(batch, pool.map(_check_member, raw)):
+            if error:
+                skipped.append({"member": info.filename, "reason": error})
+                continue
+            if note:
+                converted.append({"member": info.filename, "reason": note})
+            chosen.append((info, data))
+            progress.update(1)
+    return chosen, skipped, converted
+
+
+def make_split(archive_path, counts, order="book", seed=0, output=OUTPUT, report=REPORT):
+    """Write the split and its report; `counts` maps each split name to images per class."""
+    for name in SPLITS:
+        if not isinstance(counts[name], int) or counts[name] < 0:
+            raise StageError(f"params.yaml: split.{name} is {counts[name]!r}; it must be a whole number >= 0")
+    needed = sum(counts[name] for name in SPLITS)
+    summary = {"counts": {}, "order": order, "seed": seed, "skipped": [], "converted": []}
+    with open_archive(archive_path) as archive, atomic_dir(output) as tmp, \
+            ThreadPoolExecutor() as pool, tqdm(total=2 * needed, desc="split", unit="img") as progress:
+        candidates, summary["skipped"], ignored = list_candidates(archive)
+        for kind, folder in CLASSES.items():
+            infos = [candidates[kind][i] for i in sorted(candidates[kind])]
+            if order == "random":
+                random.Random(f"{seed}-{kind}").shuffle(infos)
+            chosen, skipped, converted = choose_images(archive, infos, needed, pool, progress)
+            summary["skipped"] += skipped
+            summary["converted"] += converted
+            if len(chosen) < needed:
+                example = f"; {len(skipped)} unusable, e.g. {skipped[0]['member']}: {skipped[0]['reason']}" if skipped else ""
+                raise StageError(
+                    f"data.archive {archive_path} has {len(chosen)} usable {kind} images{example}; "
+                    f"split.train + split.validation + split.test asks for {needed}: "
+                    f"lower those counts in params.yaml or use a larger archive")
+            start = 0
+            for name in SPLITS:
+                folder_path = tmp / name / folder
+                folder_path.mkdir(parents=True, exist_ok=True)
+                for info, data in chosen[start: start + counts[name]]:
+                    index = IMAGE_NAME.fullmatch(PurePosixPath(info.filename).name).group(2)
+                    # The output name is rebuilt from the parsed class and index, never taken
+                    # from the archive, so no member name can point outside data/split.
+                    (folder_path / f"{kind}.{index}.jpg").write_bytes(data)
+                summary["counts"].setdefault(name, {})[folder] = counts[name]
+                start += counts[name]
+        summary["total"] = 2 * needed
+        summary["ignored"] = {"count": len(ignored), "examples": ignored[:10]}
+        summary["skipped_count"] = len(summary["skipped"])
+        summary["converted_count"] = len(summary["converted"])
+    write_json(report, summary)
+    for item in summary["skipped"]:
+        print(f"skipped {item['member']}: {item['reason']}")
+    return summary
+
+
+def main():
+    params = load_params()
+    split = params["split"]
+    order = choice(split.get("order", "book"), ("book", "random"), "split.order")
+    summary = make_split(params["data"]["archive"], split, order, split.get("seed", 0))
+    counts = ", ".join(f"{name} {summary['counts'][name]['cats']}+{summary['counts'][name]['dogs']}" for name in SPLITS)
+    print(f"wrote {OUTPUT}: {counts}; skipped {summary['skipped_count']}, "
+          f"converted {summary['converted_count']}, ignored {summary['ignored']['count']} members")
+
+
+if __name__ == "__main__":
+    run(main)

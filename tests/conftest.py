@@ -1,0 +1,104 @@
+"""Shared helpers: tiny images and archives, and throwaway git + DVC workspaces."""
+
+import io
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+# Small enough for CI: 32 px images, 8/4/4 per class, one epoch, random VGG16 weights.
+TINY_PARAMS = {
+    "sample": {"per_class": 20, "min_side": 40, "max_side": 80},
+    "split": {"train": 8, "validation": 4, "test": 4},
+    "image": {"size": 32},
+    "base": {"weights": "none"},
+    "features": {"batch_size": 8},
+    "train_head": {"epochs": 1, "batch_size": 8},
+    "finetune": {"epochs": 1, "batch_size": 8},
+    "evaluate": {"batch_size": 8},
+}
+
+
+def jpeg_bytes(colour=(200, 30, 30), size=(40, 30), mode="RGB", fmt="JPEG"):
+    buffer = io.BytesIO()
+    Image.new(mode, size, colour).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def write_zip(path, members, compression=zipfile.ZIP_STORED):
+    """members: {name: bytes} or {name: (bytes, external_attr)}."""
+    with zipfile.ZipFile(path, "w", compression) as archive:
+        for name, data in members.items():
+            info = zipfile.ZipInfo(name)
+            info.compress_type = compression
+            if isinstance(data, tuple):
+                data, info.external_attr = data
+            archive.writestr(info, data)
+    return path
+
+
+def kaggle_members(per_class, colours=((90, 60, 40), (220, 220, 210))):
+    return {f"train/{kind}.{i}.jpg": jpeg_bytes(colour, (30 + i % 7, 40))
+            for kind, colour in zip(("cat", "dog"), colours) for i in range(per_class)}
+
+
+def update_params(path, overrides):
+    params = yaml.safe_load(Path(path).read_text())
+    for section, values in overrides.items():
+        params.setdefault(section, {}).update(values)
+    Path(path).write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def environment():
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", DVC_NO_ANALYTICS="1")
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+def run(cwd, *command, check=True):
+    result = subprocess.run(command, cwd=cwd, env=environment(), capture_output=True, text=True)
+    if check and result.returncode:
+        raise AssertionError(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def dvc(cwd, *args, check=True):
+    return run(cwd, str(BIN / "dvc"), *args, check=check)
+
+
+def stages_run(output):
+    """Names of the stages a `dvc repro` / `dvc exp run` output says it ran."""
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def make_workspace(path, overrides=TINY_PARAMS):
+    """A git + DVC repository holding this project's pipeline, with `overrides` applied."""
+    path.mkdir(parents=True, exist_ok=True)
+    for name in ("dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"):
+        shutil.copy(REPO / name, path / name)
+    shutil.copytree(REPO / "stages", path / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    update_params(path / "params.yaml", overrides)
+    run(path, "git", "init", "-q", "-b", "main")
+    run(path, "git", "config", "user.email", "test@example.com")
+    run(path, "git", "config", "user.name", "test")
+    dvc(path, "init", "-q")
+    dvc(path, "config", "core.analytics", "false")
+    run(path, "git", "add", "-A")
+    run(path, "git", "commit", "-qm", "pipeline")
+    return path
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

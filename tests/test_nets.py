@@ -1,0 +1,99 @@
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from stages import nets
+from stages.common import StageError
+from stages.features import extract
+from stages.nets import augmentation, conv_base, dense_head, feature_extractor, unfreeze_from, VGGPreprocess
+
+AUGMENT = {"rotation": 40, "width_shift": 0.2, "height_shift": 0.2, "shear": 0.2, "zoom": 0.2, "horizontal_flip": True}
+
+
+def test_vgg16_base_has_the_books_parameter_count():
+    base = conv_base("none", 150)
+    assert base.count_params() == 14_714_688
+    assert base.output_shape[1:] == (4, 4, 512)
+
+
+def test_head_on_150px_features_has_the_books_trainable_count():
+    assert dense_head((4, 4, 512), 256, 0.5).count_params() == 2_097_665
+
+
+def test_weights_file_is_loaded_and_gives_the_same_features(tmp_path):
+    keras.utils.set_random_seed(3)
+    reference = conv_base("none", 32)
+    weights = tmp_path / "vgg16.weights.h5"
+    reference.save_weights(weights)
+
+    loaded = conv_base(str(weights), 32)
+    for ours, theirs in zip(loaded.get_weights(), reference.get_weights()):
+        np.testing.assert_array_equal(ours, theirs)
+
+    paths = []
+    for i in range(5):
+        path = tmp_path / f"cat.{i}.jpg"
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (40, 36, 3), dtype=np.uint8)).save(path)
+        paths.append(str(path))
+    shape = extract(feature_extractor(loaded, "vgg16"), paths, 32, 2, tmp_path / "f.npy")
+    features = np.load(tmp_path / "f.npy")
+    assert shape == features.shape == (5, 1, 1, 512) and features.dtype == np.float32
+
+    from stages.images import image_dataset
+    images = np.concatenate(list(image_dataset(paths, 32, 5).as_numpy_iterator()))
+    expected = reference.predict(keras.applications.vgg16.preprocess_input(images.copy()), verbose=0)
+    np.testing.assert_allclose(features, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_bad_weights_are_one_line_errors(tmp_path):
+    with pytest.raises(StageError, match="base.weights .*missing.h5 not found"):
+        conv_base(str(tmp_path / "missing.h5"), 32)
+    junk = tmp_path / "junk.weights.h5"
+    junk.write_bytes(b"not hdf5")
+    with pytest.raises(StageError, match="could not be loaded into VGG16"):
+        conv_base(str(junk), 32)
+    with pytest.raises(StageError, match="image.size"):
+        conv_base("none", 16)
+
+
+def test_failed_imagenet_download_says_how_to_fix_it(monkeypatch):
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- [Errno -2] Name or service not known")
+    monkeypatch.setattr("keras.src.applications.vgg16.file_utils.get_file", offline)
+    with pytest.raises(StageError) as error:
+        conv_base("imagenet", 32)
+    message = str(error.value)
+    assert "\n" not in message
+    assert nets.VGG16_NOTOP_FILE in message and "~/.keras/models" in message and "base.weights" in message
+
+
+def test_preprocessing_modes_and_serialisation(tmp_path):
+    images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(VGGPreprocess("rescale")(images), images / 255, rtol=1e-6)
+    np.testing.assert_allclose(VGGPreprocess("vgg16")(images),
+                               keras.applications.vgg16.preprocess_input(images.copy()), rtol=1e-5)
+    with pytest.raises(StageError, match="base.preprocess"):
+        VGGPreprocess("caffe")
+    model = keras.Sequential([keras.Input((32, 32, 3)), VGGPreprocess("rescale")])
+    model.save(tmp_path / "m.keras")
+    assert keras.models.load_model(tmp_path / "m.keras").layers[0].mode == "rescale"
+
+
+def test_augmentation_changes_training_batches_only():
+    images = np.random.default_rng(1).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    layers = augmentation(AUGMENT, seed=1)
+    assert not np.allclose(layers(images, training=True), images)
+    np.testing.assert_array_equal(layers(images, training=False), images)
+    shear = [layer for layer in layers.layers if isinstance(layer, keras.layers.RandomShear)][0]
+    assert shear.x_factor[1] == pytest.approx(np.tan(np.radians(0.2)))  # degrees, as in the book
+
+
+def test_unfreeze_from_block5():
+    base = conv_base("none", 32)
+    unfreeze_from(base, "block5_conv1")
+    trainable = [layer.name for layer in base.layers if layer.trainable and layer.weights]
+    assert trainable == ["block5_conv1", "block5_conv2", "block5_conv3"]
+    assert sum(int(np.prod(w.shape)) for w in base.trainable_weights) == 7_079_424
+    with pytest.raises(StageError, match="finetune.unfreeze_from"):
+        unfreeze_from(base, "block9_conv1")
