@@ -1,23 +1,35 @@
-"""Stage `evaluate`: every model on the test set.
+"""Stage `evaluate`: every Dogs vs. Cats model of the chapter on the test set.
 
 Writes metrics/evaluate.json ({model: {loss, accuracy, precision, recall, roc_auc,
-confusion}}) and, per model, the ROC curve and the per-image confusion data under
-metrics/eval/ for `dvc plots`.
+confusion}}), per model the ROC curve and the per-image confusion data under
+metrics/eval/ for `dvc plots`, and metrics/summary.md, the chapter's ladder in one table.
 """
 
+import json
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from stages import nets  # noqa: F401  (registers VGGPreprocess for load_model)
-from stages.common import load_params, run, StageError, write_json
+from stages.nets import count_trainable  # importing nets also registers VGGPreprocess for load_model
+from stages.common import atomic_file, load_params, run, StageError, write_json
 from stages.images import image_dataset, list_images
 
 METRICS = Path("metrics/evaluate.json")
+SUMMARY = Path("metrics/summary.md")
 PLOTS_DIR = Path("metrics/eval")
 FEATURES_DIR = Path("data/features")
 CLASS_NAMES = ("cat", "dog")
+
+# model name (its key in evaluate.json), training stage, input, the book's test accuracy
+MODELS = [
+    ("scratch", "scratch", "images", "Listing 5.5: small convnet from scratch", 0.71),
+    ("scratch_augmented", "scratch_augmented", "images", "Listings 5.13-5.14: + dropout, augmentation", 0.82),
+    ("head", "train_head", "features", "Listing 5.18: dense head on cached VGG16 features", 0.90),
+    ("features_augmented", "features_augmented", "images", "Listings 5.20-5.21: frozen VGG16 + head, augmentation", 0.96),
+    ("finetuned", "finetune", "images", "Listings 5.22-5.23: block5 fine-tuned", 0.97),
+]
+MODEL_FILES = {"head": "models/head.keras", "finetuned": "models/finetuned.keras"}
 
 
 def roc_curve(labels, scores):
@@ -63,39 +75,62 @@ def write_plots(name, labels, probabilities):
     write_json(PLOTS_DIR / "confusion" / f"{name}.json", {"confusion": rows})
 
 
-def load_model(path):
-    if not Path(path).is_file():
-        raise StageError(f"{path} not found: run `dvc repro {Path(path).stem}` first")
+def model_path(name):
+    return Path(MODEL_FILES.get(name, f"models/{name}.keras"))
+
+
+def load_model(name, stage):
+    path = model_path(name)
+    if not path.is_file():
+        raise StageError(f"{path} not found: run `dvc repro {stage}` first")
     return keras.models.load_model(path)
 
 
-def predict_head(batch_size):
-    features_path, labels_path = FEATURES_DIR / "test_features.npy", FEATURES_DIR / "test_labels.npy"
-    if not features_path.is_file():
-        raise StageError(f"{features_path} not found: run `dvc repro features` first")
-    model = load_model("models/head.keras")
-    features = np.load(features_path, mmap_mode="r")
-    return np.load(labels_path), model.predict(features, batch_size=batch_size, verbose=0).ravel()
-
-
-def predict_images(model_path, size, batch_size):
-    model = load_model(model_path)
+def predict(model, source, size, batch_size):
+    """Test labels and predicted dog probabilities, on cached features or on the test images."""
+    if source == "features":
+        features_path = FEATURES_DIR / "test_features.npy"
+        if not features_path.is_file():
+            raise StageError(f"{features_path} not found: run `dvc repro features` first")
+        features = np.load(features_path, mmap_mode="r")
+        return np.load(FEATURES_DIR / "test_labels.npy"), model.predict(features, batch_size=batch_size, verbose=0).ravel()
     paths, labels = list_images("test")
     return np.asarray(labels), model.predict(image_dataset(paths, size, batch_size), verbose=0).ravel()
+
+
+def training_time(stage):
+    path = Path(f"dvclive/{stage}/metrics.json")
+    return json.loads(path.read_text()).get("train_time_s") if path.is_file() else None
+
+
+def summary_table(results, parameters):
+    lines = ["| model | what | test accuracy | book | parameters (trainable) | training time |",
+             "|---|---|---:|---:|---:|---:|"]
+    for name, stage, _, what, book in MODELS:
+        total, trainable = parameters[name]
+        seconds = training_time(stage)
+        time_text = f"{seconds / 60:.1f} min" if seconds is not None else "-"
+        lines.append(f"| `{name}` | {what} | {results[name]['accuracy']:.1%} | {book:.0%} | "
+                     f"{total:,} ({trainable:,}) | {time_text} |")
+    return "\n".join(lines) + "\n"
 
 
 def main():
     params = load_params()
     size, batch_size = params["image"]["size"], params["evaluate"]["batch_size"]
-    results = {}
-    for name, predict in [("head", lambda: predict_head(batch_size)),
-                          ("finetuned", lambda: predict_images("models/finetuned.keras", size, batch_size))]:
-        labels, probabilities = predict()
+    results, parameters = {}, {}
+    for name, stage, source, _, _ in MODELS:
+        model = load_model(name, stage)
+        labels, probabilities = predict(model, source, size, batch_size)
         results[name] = binary_metrics(labels, probabilities)
+        parameters[name] = (model.count_params(), count_trainable(model))
         write_plots(name, labels, probabilities)
         print(f"{name}: accuracy {results[name]['accuracy']:.4f}, loss {results[name]['loss']:.4f}, "
               f"ROC AUC {results[name]['roc_auc']:.4f}")
     write_json(METRICS, results)
+    with atomic_file(SUMMARY) as tmp:
+        tmp.write_text(f"# Test accuracy, model by model ({len(labels)} test images)\n\n"
+                       + summary_table(results, parameters))
 
 
 if __name__ == "__main__":

@@ -4,11 +4,13 @@ import math
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from stages.common import choice, StageError
 
 VGG16_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 MIN_IMAGE_SIZE = 32  # VGG16 halves the input five times
+SMALL_CONVNET_MIN_SIZE = 46  # four 3x3 convolutions, each followed by halving
 
 
 @keras.saving.register_keras_serializable(package="dogs_vs_cats")
@@ -31,6 +33,10 @@ class VGGPreprocess(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "mode": self.mode}
+
+
+def count_trainable(model):
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
 
 
 def check_image_size(size):
@@ -117,3 +123,45 @@ def unfreeze_from(base, layer_name):
     base.trainable = True
     for layer in base.layers[: names.index(layer_name)]:
         layer.trainable = False
+
+
+def small_convnet(size, dropout=0.0):
+    """Listing 5.5 (and, with dropout, 5.13): four conv/max-pool blocks, Dense 512, Dense 1.
+
+    Rescaling(1/255) is the book's ImageDataGenerator(rescale=1./255), inside the model.
+    """
+    if size < SMALL_CONVNET_MIN_SIZE:
+        raise StageError(f"params.yaml: image.size is {size}; the small convnet needs at least {SMALL_CONVNET_MIN_SIZE}")
+    layers = [keras.Input((size, size, 3)), keras.layers.Rescaling(1 / 255)]
+    for filters in (32, 64, 128, 128):
+        layers += [keras.layers.Conv2D(filters, 3, activation="relu"), keras.layers.MaxPooling2D(2)]
+    layers.append(keras.layers.Flatten())
+    if dropout:
+        layers.append(keras.layers.Dropout(dropout))
+    layers += [keras.layers.Dense(512, activation="relu"), keras.layers.Dense(1, activation="sigmoid")]
+    return keras.Sequential(layers, name="scratch_augmented" if dropout else "scratch")
+
+
+def frozen_base_classifier(base, preprocess, units):
+    """Listing 5.20: the conv base, frozen, under Flatten, Dense(units), Dense(1), end to end."""
+    base.trainable = False
+    inputs = keras.Input(base.input_shape[1:])
+    x = base(VGGPreprocess(preprocess)(inputs), training=False)
+    x = keras.layers.Dense(units, activation="relu")(keras.layers.Flatten()(x))
+    return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x), name="features_augmented")
+
+
+def mnist_convnet():
+    """Listings 5.1-5.2: three conv layers (55,744 parameters) and a dense head (93,322 in all)."""
+    return keras.Sequential([
+        keras.Input((28, 28, 1)),
+        keras.layers.Rescaling(1 / 255),
+        keras.layers.Conv2D(32, 3, activation="relu"),
+        keras.layers.MaxPooling2D(2),
+        keras.layers.Conv2D(64, 3, activation="relu"),
+        keras.layers.MaxPooling2D(2),
+        keras.layers.Conv2D(64, 3, activation="relu"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(64, activation="relu"),
+        keras.layers.Dense(10, activation="softmax"),
+    ], name="mnist")

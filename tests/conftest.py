@@ -17,16 +17,20 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
-# Small enough for CI: 32 px images, 8/4/4 per class, one epoch, random VGG16 weights.
+# Small enough for CI: 48 px images (the small convnet needs 46), 8/4/4 per class, one epoch, random VGG16 weights.
 TINY_PARAMS = {
     "sample": {"per_class": 20, "min_side": 40, "max_side": 80},
     "split": {"train": 8, "validation": 4, "test": 4},
-    "image": {"size": 32},
+    "image": {"size": 48},
     "base": {"weights": "none"},
     "features": {"batch_size": 8},
+    "scratch": {"epochs": 1, "batch_size": 8},
+    "scratch_augmented": {"epochs": 1, "batch_size": 8},
     "train_head": {"epochs": 1, "batch_size": 8},
+    "features_augmented": {"epochs": 1, "batch_size": 8},
     "finetune": {"epochs": 1, "batch_size": 8},
     "evaluate": {"batch_size": 8},
+    "mnist": {"npz": "mnist_small.npz", "epochs": 1, "batch_size": 16},
 }
 
 
@@ -51,6 +55,22 @@ def write_zip(path, members, compression=zipfile.ZIP_STORED):
 def kaggle_members(per_class, colours=((90, 60, 40), (220, 220, 210))):
     return {f"train/{kind}.{i}.jpg": jpeg_bytes(colour, (30 + i % 7, 40))
             for kind, colour in zip(("cat", "dog"), colours) for i in range(per_class)}
+
+
+def write_mnist_npz(path, train=96, test=40, seed=0):
+    """A small file in Keras' mnist.npz format: a bright bar whose row is the digit."""
+    rng = np.random.default_rng(seed)
+
+    def digits(count):
+        labels = rng.integers(0, 10, count).astype(np.uint8)
+        images = rng.integers(0, 40, (count, 28, 28)).astype(np.uint8)
+        for image, label in zip(images, labels):
+            image[2 + 2 * label: 4 + 2 * label, 4:24] = 255
+        return images, labels
+
+    (x_train, y_train), (x_test, y_test) = digits(train), digits(test)
+    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    return path
 
 
 def update_params(path, overrides):
@@ -89,6 +109,7 @@ def make_workspace(path, overrides=TINY_PARAMS):
         shutil.copy(REPO / name, path / name)
     shutil.copytree(REPO / "stages", path / "stages", ignore=shutil.ignore_patterns("__pycache__"))
     update_params(path / "params.yaml", overrides)
+    write_mnist_npz(path / "mnist_small.npz")
     run(path, "git", "init", "-q", "-b", "main")
     run(path, "git", "config", "user.email", "test@example.com")
     run(path, "git", "config", "user.name", "test")

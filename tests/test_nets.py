@@ -97,3 +97,17 @@ def test_unfreeze_from_block5():
     assert sum(int(np.prod(w.shape)) for w in base.trainable_weights) == 7_079_424
     with pytest.raises(StageError, match="finetune.unfreeze_from"):
         unfreeze_from(base, "block9_conv1")
+
+
+def test_chapter_models_have_the_books_parameter_counts():
+    from stages.nets import frozen_base_classifier, count_trainable, mnist_convnet, small_convnet
+    assert small_convnet(150).count_params() == 3_453_121
+    assert small_convnet(150, dropout=0.5).count_params() == 3_453_121
+    model = frozen_base_classifier(conv_base("none", 150), "vgg16", 256)
+    assert model.count_params() == 16_812_353 and count_trainable(model) == 2_097_665
+    mnist = mnist_convnet()
+    conv_counts = [layer.count_params() for layer in mnist.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert conv_counts == [320, 18_496, 36_928] and sum(conv_counts) == 55_744
+    assert mnist.count_params() == 93_322
+    with pytest.raises(StageError, match="small convnet needs at least 46"):
+        small_convnet(40)

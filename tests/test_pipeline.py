@@ -5,9 +5,12 @@ import json
 import numpy as np
 import pytest
 
+from stages.nets import conv_base, count_trainable, frozen_base_classifier, small_convnet
 from tests.conftest import dvc, make_workspace, run, stages_run, update_params
 
-ALL_STAGES = {"sample", "split", "features", "train_head", "finetune", "evaluate"}
+MODELS = {"scratch", "scratch_augmented", "head", "features_augmented", "finetuned"}
+TRAINING = {"scratch", "scratch_augmented", "train_head", "features_augmented", "finetune", "mnist"}
+ALL_STAGES = {"sample", "split", "features", "evaluate"} | TRAINING
 
 
 @pytest.fixture(scope="module")
@@ -27,17 +30,28 @@ def test_every_output_exists_with_the_right_shape(workspace):
         assert features.shape == (count, 1, 1, 512) and features.dtype == np.float32
         assert labels.tolist() == [0.0] * (count // 2) + [1.0] * (count // 2)
         assert len(list((workspace / "data/split" / split / "cats").glob("cat.*.jpg"))) == count // 2
-    assert (workspace / "models/head.keras").is_file() and (workspace / "models/finetuned.keras").is_file()
+    for name in MODELS | {"mnist"}:
+        assert (workspace / f"models/{name}.keras").is_file()
     metrics = json.loads((workspace / "metrics/evaluate.json").read_text())
-    assert set(metrics) == {"head", "finetuned"}
+    assert set(metrics) == MODELS
     for model in metrics.values():
         assert 0 <= model["accuracy"] <= 1 and 0 <= model["roc_auc"] <= 1 and model["loss"] > 0
         assert sum(model["confusion"].values()) == 8
     data = json.loads((workspace / "metrics/data.json").read_text())
     assert data["counts"]["train"] == {"cats": 8, "dogs": 8}
-    for stage in ("train_head", "finetune"):
+    for stage in TRAINING - {"mnist"}:
         steps = (workspace / f"dvclive/{stage}/plots/metrics/eval/loss.tsv").read_text().splitlines()
         assert {"step", "loss"} <= set(steps[0].split("\t")) and len(steps) == 2  # header + 1 epoch
+    summary = (workspace / "metrics/summary.md").read_text().splitlines()
+    rows = [line for line in summary if line.startswith("| `")]
+    assert [row.split("`")[1] for row in rows] == ["scratch", "scratch_augmented", "head", "features_augmented", "finetuned"]
+    assert "| 71% |" in rows[0] and "| 97% |" in rows[-1]
+    scratch_count = small_convnet(48).count_params()
+    assert f"| {scratch_count:,} ({scratch_count:,}) |" in rows[0]
+    vgg_head = frozen_base_classifier(conv_base("none", 48), "vgg16", 256)
+    assert f"| {vgg_head.count_params():,} ({count_trainable(vgg_head):,}) |" in rows[3] and " min |" in rows[3]
+    mnist = json.loads((workspace / "metrics/mnist.json").read_text())
+    assert 0 <= mnist["accuracy"] <= 1
     roc = json.loads((workspace / "metrics/eval/roc/finetuned.json").read_text())["roc"]
     assert roc[0]["fpr"] == 0 and roc[-1]["tpr"] == 1
 
@@ -57,6 +71,13 @@ def test_nothing_reruns_after_a_full_run(workspace):
     assert "up to date" in again.stdout
 
 
+def test_scratch_param_reruns_scratch_and_evaluate_only(workspace):
+    update_params(workspace / "params.yaml", {"scratch": {"lr": 2.0e-4}})
+    assert stages_run(dvc(workspace, "repro").stdout) == {"scratch", "evaluate"}
+    run(workspace, "git", "checkout", "params.yaml")
+    dvc(workspace, "repro")
+
+
 def test_head_param_reruns_head_finetune_evaluate_only(workspace):
     update_params(workspace / "params.yaml", {"train_head": {"lr": 1.0e-4}})
     changed = dvc(workspace, "repro")
@@ -66,10 +87,10 @@ def test_head_param_reruns_head_finetune_evaluate_only(workspace):
 
 
 def test_image_size_reruns_features_and_below(workspace):
-    update_params(workspace / "params.yaml", {"image": {"size": 48}})
+    update_params(workspace / "params.yaml", {"image": {"size": 64}})
     changed = dvc(workspace, "repro")
-    assert stages_run(changed.stdout) == {"features", "train_head", "finetune", "evaluate"}
-    assert np.load(workspace / "data/features/train_features.npy").shape == (16, 1, 1, 512)
+    assert stages_run(changed.stdout) == ALL_STAGES - {"sample", "split", "mnist"}
+    assert np.load(workspace / "data/features/train_features.npy").shape == (16, 2, 2, 512)
 
 
 def test_split_param_reruns_split_not_sample(workspace):

@@ -1,0 +1,35 @@
+import numpy as np
+import pytest
+
+from stages.common import StageError
+from stages.mnist import load_mnist
+from tests.conftest import write_mnist_npz
+
+
+def test_local_npz_in_keras_format_is_read(tmp_path):
+    x_train, y_train, x_test, y_test = load_mnist(str(write_mnist_npz(tmp_path / "m.npz", train=30, test=10)))
+    assert x_train.shape == (30, 28, 28) and y_train.shape == (30,) and x_test.shape == (10, 28, 28)
+    assert x_train.dtype == np.uint8 and set(np.unique(y_test)) <= set(range(10))
+
+
+def test_bad_npz_files_are_clear_errors(tmp_path):
+    with pytest.raises(StageError, match="missing.npz not found"):
+        load_mnist(str(tmp_path / "missing.npz"))
+    np.savez(tmp_path / "wrong_keys.npz", images=np.zeros((2, 28, 28)))
+    with pytest.raises(StageError, match="not Keras' mnist.npz"):
+        load_mnist(str(tmp_path / "wrong_keys.npz"))
+    np.savez(tmp_path / "wrong_shape.npz", x_train=np.zeros((2, 32, 32)), y_train=np.zeros(2),
+             x_test=np.zeros((1, 28, 28)), y_test=np.zeros(1))
+    with pytest.raises(StageError, match="N x 28 x 28"):
+        load_mnist(str(tmp_path / "wrong_shape.npz"))
+    (tmp_path / "text.npz").write_text("hello")
+    with pytest.raises(StageError, match="not Keras' mnist.npz"):
+        load_mnist(str(tmp_path / "text.npz"))
+
+
+def test_failed_download_says_how_to_fix_it(monkeypatch):
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz")
+    monkeypatch.setattr("keras.src.datasets.mnist.get_file", offline)
+    with pytest.raises(StageError, match=r"could not download MNIST .*~/.keras/datasets.*mnist.npz"):
+        load_mnist("")
