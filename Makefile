@@ -17,7 +17,7 @@ RUN_OVERRIDES := $(QUICK) $(if $(WEIGHTS),-S base.weights=$(WEIGHTS))
 # `make mnist MNIST=path/to/mnist.npz` uses a local copy instead of Keras' download.
 MNIST ?=
 
-.PHONY: run book mnist test clean-venv
+.PHONY: run book mnist report test clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ book: $(VENV)/.installed
 	dvc repro evaluate
 	dvc metrics show
 	cat metrics/summary.md
+
+# Every `dvc plots` plot in one self-contained HTML file; prints its path last.
+report: $(VENV)/.installed
+	dvc plots show --out dvc_plots > /dev/null
+	python -m report.build dvc_plots/index.html dvc_plots/report.html
 
 test: $(VENV)/.installed
 	pytest $(PYTEST_ARGS)

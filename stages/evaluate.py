@@ -32,17 +32,30 @@ MODELS = [
 MODEL_FILES = {"head": "models/head.keras", "finetuned": "models/finetuned.keras"}
 
 
-def roc_curve(labels, scores):
-    """False/true positive rates at every distinct threshold, highest threshold first."""
+def _counts_by_threshold(labels, scores):
+    """Distinct thresholds, highest first, with the true and false positives at each."""
     order = np.argsort(-scores, kind="stable")
     scores, labels = scores[order], labels[order]
     last_of_tie = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]
     tps = np.cumsum(labels)[last_of_tie]
-    fps = (1 + last_of_tie) - tps
+    return scores[last_of_tie], tps, (1 + last_of_tie) - tps
+
+
+def roc_curve(labels, scores):
+    """False/true positive rates at every distinct threshold, highest threshold first."""
+    thresholds, tps, fps = _counts_by_threshold(labels, scores)
     positives, negatives = labels.sum(), len(labels) - labels.sum()
     tpr = np.r_[0.0, tps / positives] if positives else np.zeros(len(tps) + 1)
     fpr = np.r_[0.0, fps / negatives] if negatives else np.zeros(len(fps) + 1)
-    return fpr, tpr, np.r_[np.inf, scores[last_of_tie]]
+    return fpr, tpr, np.r_[np.inf, thresholds]
+
+
+def precision_recall_curve(labels, scores):
+    """Precision and recall at every distinct threshold, highest threshold first."""
+    thresholds, tps, fps = _counts_by_threshold(labels, scores)
+    positives = labels.sum()
+    recall = tps / positives if positives else np.zeros(len(tps))
+    return tps / (tps + fps), recall, thresholds
 
 
 def binary_metrics(labels, probabilities, threshold=0.5):
@@ -65,14 +78,22 @@ def binary_metrics(labels, probabilities, threshold=0.5):
     }
 
 
-def write_plots(name, labels, probabilities):
-    fpr, tpr, thresholds = roc_curve(np.asarray(labels, float), np.asarray(probabilities, float))
-    roc = [{"fpr": round(float(f), 6), "tpr": round(float(t), 6), "threshold": round(float(min(h, 1.0)), 6)}
-           for f, t, h in zip(fpr, tpr, thresholds)]
-    write_json(PLOTS_DIR / "roc" / f"{name}.json", {"roc": roc})
-    rows = [{"actual": CLASS_NAMES[int(a)], "predicted": CLASS_NAMES[int(p > 0.5)]}
-            for a, p in zip(labels, probabilities)]
+def _records(**columns):
+    return [{key: round(float(value), 6) for key, value in zip(columns, row)} for row in zip(*columns.values())]
+
+
+def write_plots(name, images, labels, probabilities):
+    """ROC, precision-recall, per-image confusion and per-image predictions, for `dvc plots`."""
+    labels, probabilities = np.asarray(labels, float), np.asarray(probabilities, float)
+    fpr, tpr, thresholds = roc_curve(labels, probabilities)
+    write_json(PLOTS_DIR / "roc" / f"{name}.json", {"roc": _records(fpr=fpr, tpr=tpr, threshold=np.minimum(thresholds, 1))})
+    precision, recall, thresholds = precision_recall_curve(labels, probabilities)
+    write_json(PLOTS_DIR / "pr" / f"{name}.json", {"pr": _records(recall=recall, precision=precision, threshold=thresholds)})
+    rows = [{"actual": CLASS_NAMES[int(a)], "predicted": CLASS_NAMES[int(p > 0.5)]} for a, p in zip(labels, probabilities)]
     write_json(PLOTS_DIR / "confusion" / f"{name}.json", {"confusion": rows})
+    predictions = [{"image": image, "label": int(a), "probability": round(float(p), 6)}
+                   for image, a, p in zip(images, labels, probabilities)]
+    write_json(PLOTS_DIR / "predictions" / f"{name}.json", {"predictions": predictions})
 
 
 def model_path(name):
@@ -119,12 +140,13 @@ def main():
     params = load_params()
     size, batch_size = params["image"]["size"], params["evaluate"]["batch_size"]
     results, parameters = {}, {}
+    test_images = [Path(path).name for path in list_images("test")[0]]  # the order of features and images alike
     for name, stage, source, _, _ in MODELS:
         model = load_model(name, stage)
         labels, probabilities = predict(model, source, size, batch_size)
         results[name] = binary_metrics(labels, probabilities)
         parameters[name] = (model.count_params(), count_trainable(model))
-        write_plots(name, labels, probabilities)
+        write_plots(name, test_images, labels, probabilities)
         print(f"{name}: accuracy {results[name]['accuracy']:.4f}, loss {results[name]['loss']:.4f}, "
               f"ROC AUC {results[name]['roc_auc']:.4f}")
     write_json(METRICS, results)

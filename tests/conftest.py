@@ -30,6 +30,8 @@ TINY_PARAMS = {
     "features_augmented": {"epochs": 1, "batch_size": 8},
     "finetune": {"epochs": 1, "batch_size": 8},
     "evaluate": {"batch_size": 8},
+    "visualize": {"layers": ["block1_conv1", "block3_conv1"], "channels": 4, "filters": 2, "ascent_steps": 2,
+                  "ascent_size": 32, "gradcam_images": 2, "augmentations": 3, "most_wrong": 4},
     "mnist": {"npz": "mnist_small.npz", "epochs": 1, "batch_size": 16},
 }
 

@@ -38,3 +38,15 @@ def test_perfect_and_inverted_classifiers():
     assert binary_metrics(labels, np.array([0.1, 0.2, 0.8, 0.9]))["roc_auc"] == 1.0
     inverted = binary_metrics(labels, np.array([0.9, 0.8, 0.2, 0.1]))
     assert inverted["roc_auc"] == 0.0 and inverted["accuracy"] == 0.0 and inverted["precision"] == 0.0
+
+
+def test_precision_recall_curve_matches_thresholding(rng):
+    from stages.evaluate import precision_recall_curve
+    labels = rng.integers(0, 2, 200).astype(float)
+    scores = np.round(rng.uniform(0, 1, 200), 2)
+    precision, recall, thresholds = precision_recall_curve(labels, scores)
+    for p, r, t in list(zip(precision, recall, thresholds))[::7]:
+        chosen = scores >= t
+        assert p == pytest.approx(labels[chosen].mean())
+        assert r == pytest.approx(labels[chosen].sum() / labels.sum())
+    assert recall[-1] == 1 and np.all(np.diff(recall) >= 0)

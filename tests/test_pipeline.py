@@ -4,13 +4,14 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from stages.nets import conv_base, count_trainable, frozen_base_classifier, small_convnet
-from tests.conftest import dvc, make_workspace, run, stages_run, update_params
+from tests.conftest import dvc, make_workspace, REPO, run, stages_run, update_params
 
 MODELS = {"scratch", "scratch_augmented", "head", "features_augmented", "finetuned"}
 TRAINING = {"scratch", "scratch_augmented", "train_head", "features_augmented", "finetune", "mnist"}
-ALL_STAGES = {"sample", "split", "features", "evaluate"} | TRAINING
+ALL_STAGES = {"sample", "split", "features", "evaluate", "curves", "visualize"} | TRAINING
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +55,32 @@ def test_every_output_exists_with_the_right_shape(workspace):
     assert 0 <= mnist["accuracy"] <= 1
     roc = json.loads((workspace / "metrics/eval/roc/finetuned.json").read_text())["roc"]
     assert roc[0]["fpr"] == 0 and roc[-1]["tpr"] == 1
+    pr = json.loads((workspace / "metrics/eval/pr/head.json").read_text())["pr"]
+    assert pr[-1]["recall"] == 1 and all(0 <= row["precision"] <= 1 for row in pr)
+    predictions = json.loads((workspace / "metrics/eval/predictions/finetuned.json").read_text())["predictions"]
+    assert len(predictions) == 8 and {p["label"] for p in predictions} == {0, 1}
+    for stage in TRAINING - {"mnist"}:
+        curves = json.loads((workspace / f"metrics/curves/{stage}.json").read_text())["curves"]
+        assert len(curves) == 1 and curves[0]["smoothed_val_loss"] == curves[0]["val_loss"]
+
+
+def test_visualize_writes_every_picture(workspace):
+    names = sorted(p.name for p in (workspace / "metrics/visualize").iterdir())
+    assert names == ["activations_block1_conv1.png", "activations_block3_conv1.png", "augmentation.png",
+                     "filters_block1_conv1.png", "filters_block3_conv1.png", "gradcam.png", "most_wrong.png"]
+    for name in names:
+        image = Image.open(workspace / "metrics/visualize" / name)
+        assert image.format == "PNG" and min(image.size) > 50
+
+
+def test_report_is_one_self_contained_html(workspace, tmp_path):
+    dvc(workspace, "plots", "show", "--out", str(tmp_path / "plots"))
+    built = run(REPO, "python", "-m", "report.build", str(tmp_path / "plots/index.html"), str(tmp_path / "report.html"))
+    assert built.stdout.strip().splitlines()[-1] == str(tmp_path / "report.html")
+    html = (tmp_path / "report.html").read_text()
+    assert "cdn.jsdelivr" not in html and 'src="static/' not in html
+    assert html.count("data:image/png;base64,") == 7
+    assert html.count("vegaEmbed(") >= 20 and len(html) > 800_000
 
 
 def test_metrics_and_plots_are_visible_to_dvc(workspace):
@@ -73,7 +100,7 @@ def test_nothing_reruns_after_a_full_run(workspace):
 
 def test_scratch_param_reruns_scratch_and_evaluate_only(workspace):
     update_params(workspace / "params.yaml", {"scratch": {"lr": 2.0e-4}})
-    assert stages_run(dvc(workspace, "repro").stdout) == {"scratch", "evaluate"}
+    assert stages_run(dvc(workspace, "repro").stdout) == {"scratch", "evaluate", "curves"}
     run(workspace, "git", "checkout", "params.yaml")
     dvc(workspace, "repro")
 
@@ -81,7 +108,7 @@ def test_scratch_param_reruns_scratch_and_evaluate_only(workspace):
 def test_head_param_reruns_head_finetune_evaluate_only(workspace):
     update_params(workspace / "params.yaml", {"train_head": {"lr": 1.0e-4}})
     changed = dvc(workspace, "repro")
-    assert stages_run(changed.stdout) == {"train_head", "finetune", "evaluate"}
+    assert stages_run(changed.stdout) == {"train_head", "finetune", "evaluate", "curves", "visualize"}
     run(workspace, "git", "checkout", "params.yaml")
     dvc(workspace, "repro")
 
@@ -90,6 +117,7 @@ def test_image_size_reruns_features_and_below(workspace):
     update_params(workspace / "params.yaml", {"image": {"size": 64}})
     changed = dvc(workspace, "repro")
     assert stages_run(changed.stdout) == ALL_STAGES - {"sample", "split", "mnist"}
+    assert Image.open(workspace / "metrics/visualize/augmentation.png").size != (0, 0)
     assert np.load(workspace / "data/features/train_features.npy").shape == (16, 2, 2, 512)
 
 

@@ -1,0 +1,1 @@
+"""`make report`: one self-contained HTML page of every `dvc plots` plot."""
