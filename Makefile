@@ -17,13 +17,15 @@ RUN_OVERRIDES := $(QUICK) $(if $(WEIGHTS),-S base.weights=$(WEIGHTS))
 # `make mnist MNIST=path/to/mnist.npz` uses a local copy instead of Keras' download.
 MNIST ?=
 
-.PHONY: run book mnist report test clean-venv
+.PHONY: venv run book mnist report test clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
+
+venv: $(VENV)/.installed
 
 # The Dogs vs. Cats chain up to `evaluate` (MNIST is its own chain: `make mnist`).
 run: $(VENV)/.installed

@@ -9,7 +9,6 @@ a bad one is skipped, reported and replaced by the next index.
 import io
 import random
 import re
-import shutil
 import stat
 import tempfile
 import warnings
