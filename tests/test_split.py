@@ -204,3 +204,14 @@ def test_huge_image_under_the_guard_is_kept(tmp_path):
     out, summary = split(tmp_path, archive)
     assert Image.open(out / "train" / "cats" / "cat.0.jpg").size == (3000, 2000)
     assert summary["skipped"] == []
+
+
+def test_image_between_the_warning_and_the_error_limit_is_rejected(tmp_path, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow only warns from 1000 to 2000 pixels
+    members = {f"train/{kind}.{i}.jpg": jpeg_bytes(size=(10, 10)) for kind in ("cat", "dog") for i in range(4)}
+    members["train/cat.0.jpg"] = jpeg_bytes(size=(40, 30))  # 1200 pixels
+    archive = write_zip(tmp_path / "train.zip", members)
+    out, summary = split(tmp_path, archive, {"train": 3, "validation": 0, "test": 0})
+    assert indices(out, "train", "cats") == [1, 2, 3]
+    assert summary["skipped"] == [{"member": "train/cat.0.jpg",
+                                   "reason": "too large: 40x30 pixels exceeds Pillow's limit of 1000"}]
