@@ -17,7 +17,7 @@ RUN_OVERRIDES := $(QUICK) $(if $(WEIGHTS),-S base.weights=$(WEIGHTS))
 # `make mnist MNIST=path/to/mnist.npz` uses a local copy instead of Keras' download.
 MNIST ?=
 
-.PHONY: venv run book mnist report test clean-venv
+.PHONY: venv run book mnist report test bench clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,15 @@ report: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	pytest $(PYTEST_ARGS)
+
+# Feature extraction speed against the book's Keras 2 code (README: Performance);
+# e.g. make bench BENCH_ARGS="--images 1000 --rounds 2".
+$(VENV)/.bench: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $@
+
+bench: $(VENV)/.bench
+	python bench/features.py $(BENCH_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

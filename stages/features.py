@@ -1,9 +1,11 @@
 """Stage `features`: run every split's images once through VGG16's conv base and cache the output.
 
 Writes data/features/{split}_features.npy (float32, N x h x w x 512) and
-{split}_labels.npy. Features stream into a memory-mapped .npy, batch by batch, so
-memory does not grow with N; labels come from the same sorted file list, so they are
-aligned with the features by construction.
+{split}_labels.npy. Images are decoded and resized in parallel with the conv base's
+work (tf.data), and features are appended to the .npy batch by batch, so memory does
+not grow with N. Labels come from the same sorted file list, so they are aligned with
+the features by construction. `features.precision` picks the arithmetic of the conv
+base: float32, bfloat16 (CPUs with AVX512_BF16 or AMX) or mixed_float16 (GPUs).
 """
 
 import math
@@ -14,34 +16,47 @@ from tqdm import tqdm
 
 from stages.common import atomic_file, load_params, run, StageError
 from stages.images import image_dataset, list_images
-from stages.nets import conv_base, feature_extractor
+from stages.nets import conv_base, feature_extractor, precision_policy
 
 OUTPUT_DIR = Path("data/features")
 SPLITS = ("train", "validation", "test")
 
 
 def extract(model, paths, size, batch_size, features_path):
-    """Stream the features of `paths` into a .npy file; return its shape."""
+    """Stream the features of `paths` into a float32 .npy file; return its shape.
+
+    The header is written first and each batch appended to the file, so neither this
+    process nor a memory map holds more than one batch of features.
+    """
     shape = (len(paths), *model.output_shape[1:])
     batches = image_dataset(paths, size, batch_size)
-    with atomic_file(features_path) as tmp:
-        features = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
-        position = 0
-        for images in tqdm(batches, total=math.ceil(len(paths) / batch_size), desc=features_path.name, unit="batch"):
-            output = model.predict_on_batch(images)
-            features[position: position + len(output)] = output
-            position += len(output)
-        features.flush()
-        del features
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype("<f4")), "fortran_order": False, "shape": shape}
+    written = 0
+    with atomic_file(features_path) as tmp, open(tmp, "wb") as out:
+        np.lib.format.write_array_header_1_0(out, header)
+        for images in tqdm(batches, total=math.ceil(len(paths) / batch_size), desc=str(features_path),
+                           unit="batch", mininterval=2):
+            output = np.ascontiguousarray(model.predict_on_batch(images), dtype="<f4")
+            out.write(output.data)
+            written += len(output)
+        if written != len(paths):
+            raise StageError(f"{features_path}: got features of {written} images, expected {len(paths)}")
     return shape
+
+
+def build_extractor(params):
+    """The `features` stage's model, from params.yaml, in features.precision."""
+    base = params["base"]
+    with precision_policy(params["features"]["precision"]):
+        return feature_extractor(conv_base(base["weights"], params["image"]["size"]), base["preprocess"])
 
 
 def main():
     params = load_params()
-    size, base_params, batch_size = params["image"]["size"], params["base"], params["features"]["batch_size"]
+    size, batch_size = params["image"]["size"], params["features"]["batch_size"]
     if not isinstance(batch_size, int) or batch_size < 1:
         raise StageError(f"params.yaml: features.batch_size is {batch_size!r}; it must be a whole number >= 1")
-    model = feature_extractor(conv_base(base_params["weights"], size), base_params["preprocess"])
+    model = build_extractor(params)
     for split in SPLITS:
         paths, labels = list_images(split)
         shape = extract(model, paths, size, batch_size, OUTPUT_DIR / f"{split}_features.npy")

@@ -11,7 +11,7 @@ import keras
 
 from stages.common import load_params, run, StageError
 from stages.nets import check_image_size, conv_base, unfreeze_from, VGGPreprocess
-from stages.training import image_data, Phase, seed_everything, train
+from stages.training import distributed, image_data, Phase, seed_everything, train
 
 HEAD = Path("models/head.keras")
 
@@ -38,16 +38,17 @@ def main():
     params = load_params()
     tune, size = params["finetune"], check_image_size(params["image"]["size"])
     seed_everything(tune["seed"])
-    base = conv_base(params["base"]["weights"], size)
-    model = stack(base, load_head(base.output_shape[1:]), params["base"]["preprocess"])
+    with distributed("finetune", tune):
+        base = conv_base(params["base"]["weights"], size)
+        model = stack(base, load_head(base.output_shape[1:]), params["base"]["preprocess"])
 
-    def freeze():
-        base.trainable = False
+        def freeze():
+            base.trainable = False
 
-    phases = [Phase(tune["frozen_epochs"], tune["frozen_lr"], freeze),
-              Phase(tune["epochs"], tune["lr"], lambda: unfreeze_from(base, tune["unfreeze_from"]))]
-    train("finetune", model, image_data(size, tune["batch_size"], tune["seed"]), phases, tune,
-          augment=params["augment"], output="models/finetuned.keras")
+        phases = [Phase(tune["frozen_epochs"], tune["frozen_lr"], freeze),
+                  Phase(tune["epochs"], tune["lr"], lambda: unfreeze_from(base, tune["unfreeze_from"]))]
+        train("finetune", model, image_data(size, tune["batch_size"], tune["seed"]), phases, tune,
+              augment=params["augment"], output="models/finetuned.keras")
 
 
 if __name__ == "__main__":

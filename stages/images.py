@@ -1,5 +1,6 @@
 """Image lists and tf.data pipelines over `data/split`, shared by the image stages."""
 
+import os
 from pathlib import Path
 
 import tensorflow as tf
@@ -37,7 +38,7 @@ def load_image(path, size):
 
 
 def image_dataset(paths, size, batch_size, labels=None, shuffle_seed=None):
-    """Batches of images (and labels), decoded in parallel and prefetched.
+    """Batches of images (and labels), decoded on every core while the model computes.
 
     The order is the order of `paths` unless `shuffle_seed` is given: feature caching
     relies on that to keep features and labels aligned.
@@ -45,9 +46,13 @@ def image_dataset(paths, size, batch_size, labels=None, shuffle_seed=None):
     data = tf.data.Dataset.from_tensor_slices(paths if labels is None else (paths, labels))
     if shuffle_seed is not None:
         data = data.shuffle(len(paths), seed=shuffle_seed, reshuffle_each_iteration=True)
+    cores = os.cpu_count() or 1
     if labels is None:
-        data = data.map(lambda p: load_image(p, size), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        data = data.map(lambda p: load_image(p, size), num_parallel_calls=cores, deterministic=True)
     else:
-        data = data.map(lambda p, y: (load_image(p, size), y), num_parallel_calls=tf.data.AUTOTUNE,
-                        deterministic=True)
-    return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        data = data.map(lambda p, y: (load_image(p, size), y), num_parallel_calls=cores, deterministic=True)
+    # Fixed parallelism and two batches in flight, not AUTOTUNE: on a 2-core CPU the
+    # autotuner made every other run of the features stage 25% slower (bench/features.py).
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return data.batch(batch_size).prefetch(2).with_options(options)

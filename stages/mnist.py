@@ -11,7 +11,7 @@ import numpy as np
 
 from stages.common import load_params, run, StageError, write_json
 from stages.nets import mnist_convnet
-from stages.training import Phase, seed_everything, train
+from stages.training import distributed, Phase, seed_everything, train
 
 METRICS = Path("metrics/mnist.json")
 KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -45,9 +45,10 @@ def main():
     params = load_params()["mnist"]
     seed_everything(params["seed"])
     x_train, y_train, x_test, y_test = load_mnist(params["npz"])
-    model = train("mnist", mnist_convnet(), {"x": x_train[..., None], "y": y_train, "batch_size": params["batch_size"]},
-                  [Phase(params["epochs"], params["lr"])], params, loss="sparse_categorical_crossentropy")
-    loss, accuracy = model.evaluate(x_test[..., None], y_test, batch_size=256, verbose=0)
+    with distributed("mnist", params):
+        model = train("mnist", mnist_convnet(), {"x": x_train[..., None], "y": y_train, "batch_size": params["batch_size"]},
+                      [Phase(params["epochs"], params["lr"])], params, loss="sparse_categorical_crossentropy")
+        loss, accuracy = model.evaluate(x_test[..., None], y_test, batch_size=256, verbose=0)
     write_json(METRICS, {"accuracy": round(float(accuracy), 6), "loss": round(float(loss), 6)})
     print(f"MNIST test accuracy {accuracy:.4f}")
 

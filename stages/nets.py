@@ -1,6 +1,8 @@
 """The networks of the chapter and their building blocks, shared by the stages."""
 
+import contextlib
 import math
+import sys
 from pathlib import Path
 
 import keras
@@ -11,6 +13,10 @@ from stages.common import choice, StageError
 VGG16_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 MIN_IMAGE_SIZE = 32  # VGG16 halves the input five times
 SMALL_CONVNET_MIN_SIZE = 46  # four 3x3 convolutions, each followed by halving
+# features.precision -> the Keras dtype policy the conv base is built with. The mixed
+# policies keep float32 weights and compute in 16 bits.
+PRECISION_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "mixed_float16": "mixed_float16"}
+CPU_BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of native bfloat16 arithmetic
 
 
 @keras.saving.register_keras_serializable(package="dogs_vs_cats")
@@ -74,10 +80,53 @@ def conv_base(weights, size):
         ) from None
 
 
+def has_gpu():
+    import tensorflow as tf
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def cpu_flags():
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None  # not Linux: unknown
+    return set(" ".join(line.split(":", 1)[1] for line in text.splitlines() if line.startswith("flags")).split())
+
+
+def check_precision(precision):
+    """Validate features.precision for this machine: an error where it cannot run, a warning where it runs slowly."""
+    choice(precision, tuple(PRECISION_POLICIES), "features.precision")
+    if precision == "mixed_float16" and not has_gpu():
+        raise StageError("params.yaml: features.precision is mixed_float16, which needs a GPU and none was found: "
+                         "use bfloat16 (CPUs with AVX512_BF16 or AMX) or float32")
+    if precision == "bfloat16" and not has_gpu():
+        flags = cpu_flags()
+        if flags is not None and not flags & set(CPU_BFLOAT16_FLAGS):
+            print("warning: this CPU has no native bfloat16 (avx512_bf16 or amx_bf16), so features.precision "
+                  "bfloat16 is emulated and slower than float32", file=sys.stderr)
+    return precision
+
+
+@contextlib.contextmanager
+def precision_policy(precision):
+    """Layers built inside this block compute in `precision` (a features.precision value)."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(PRECISION_POLICIES[check_precision(precision)])
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
 def feature_extractor(base, preprocess):
-    """Raw pixels -> preprocessing -> conv base: what the `features` stage runs."""
+    """Raw pixels -> preprocessing -> conv base: what the `features` stage runs.
+
+    Preprocessing runs in float32 and the features come out as float32 whatever
+    precision the base computes in.
+    """
     inputs = keras.Input(base.input_shape[1:])
-    outputs = base(VGGPreprocess(preprocess)(inputs), training=False)
+    features = base(VGGPreprocess(preprocess, dtype="float32")(inputs), training=False)
+    outputs = keras.layers.Activation("linear", dtype="float32", name="features")(features)
     return keras.Model(inputs, outputs, name="feature_extractor")
 
 

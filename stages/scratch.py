@@ -2,15 +2,16 @@
 
 from stages.common import load_params, run
 from stages.nets import check_image_size, small_convnet
-from stages.training import image_data, Phase, seed_everything, train
+from stages.training import distributed, image_data, Phase, seed_everything, train
 
 
 def main():
     params = load_params()
     own, size = params["scratch"], check_image_size(params["image"]["size"])
     seed_everything(own["seed"])
-    train("scratch", small_convnet(size), image_data(size, own["batch_size"], own["seed"]),
-          [Phase(own["epochs"], own["lr"])], own)
+    with distributed("scratch", own):
+        train("scratch", small_convnet(size), image_data(size, own["batch_size"], own["seed"]),
+              [Phase(own["epochs"], own["lr"])], own)
 
 
 if __name__ == "__main__":

@@ -2,15 +2,16 @@
 
 from stages.common import load_params, run
 from stages.nets import check_image_size, small_convnet
-from stages.training import image_data, Phase, seed_everything, train
+from stages.training import distributed, image_data, Phase, seed_everything, train
 
 
 def main():
     params = load_params()
     own, size = params["scratch_augmented"], check_image_size(params["image"]["size"])
     seed_everything(own["seed"])
-    train("scratch_augmented", small_convnet(size, own["dropout"]), image_data(size, own["batch_size"], own["seed"]),
-          [Phase(own["epochs"], own["lr"])], own, augment=params["augment"])
+    with distributed("scratch_augmented", own):
+        train("scratch_augmented", small_convnet(size, own["dropout"]), image_data(size, own["batch_size"], own["seed"]),
+              [Phase(own["epochs"], own["lr"])], own, augment=params["augment"])
 
 
 if __name__ == "__main__":

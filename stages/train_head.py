@@ -6,7 +6,7 @@ import numpy as np
 
 from stages.common import load_params, run, StageError
 from stages.nets import dense_head
-from stages.training import Phase, seed_everything, train
+from stages.training import distributed, Phase, seed_everything, train
 
 FEATURES_DIR = Path("data/features")
 
@@ -23,10 +23,11 @@ def main():
     params = load_params()["train_head"]
     seed_everything(params["seed"])
     train_x, train_y = load_features("train")
-    model = dense_head(train_x.shape[1:], params["units"], params["dropout"])
     data = {"x": train_x, "y": train_y, "batch_size": params["batch_size"],
             "validation_data": load_features("validation")}
-    train("train_head", model, data, [Phase(params["epochs"], params["lr"])], params, output="models/head.keras")
+    with distributed("train_head", params):
+        model = dense_head(train_x.shape[1:], params["units"], params["dropout"])
+        train("train_head", model, data, [Phase(params["epochs"], params["lr"])], params, output="models/head.keras")
 
 
 if __name__ == "__main__":

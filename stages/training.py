@@ -1,5 +1,6 @@
 """What the training stages share: seeding, data, DVCLive logging, keeping the best epoch, saving."""
 
+import contextlib
 import sys
 import time
 from dataclasses import dataclass
@@ -10,13 +11,31 @@ import keras
 from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 
-from stages.common import atomic_file
+from stages.common import atomic_file, choice
 from stages.images import image_dataset, list_images
 from stages.nets import augmentation, count_trainable
 
 
 def seed_everything(seed):
     keras.utils.set_random_seed(seed)
+
+
+@contextlib.contextmanager
+def distributed(stage, params):
+    """Build and train inside the tf.distribute strategy of the stage's `distribute` param.
+
+    none: TensorFlow's default, one device. mirrored: MirroredStrategy, one replica per
+    local GPU (the CPU when there is none), weights kept in sync after every batch;
+    `batch_size` is then the global batch, split evenly across the replicas.
+    """
+    import tensorflow as tf
+    if choice(params["distribute"], ("none", "mirrored"), f"{stage}.distribute") == "mirrored":
+        strategy = tf.distribute.MirroredStrategy()
+        print(f"{stage}: MirroredStrategy over {strategy.num_replicas_in_sync} replica(s)")
+    else:
+        strategy = tf.distribute.get_strategy()
+    with strategy.scope():
+        yield strategy
 
 
 def image_data(size, batch_size, seed):

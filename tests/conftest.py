@@ -104,6 +104,25 @@ def stages_run(output):
     return set(re.findall(r"Running stage '([^']+)'", output))
 
 
+def tamper_keeping_size_and_mtime(path):
+    """Change bytes in the middle of `path` in place, keeping its size, inode and mtime, so
+    only a re-read can notice; return a function that undoes it."""
+    info = path.stat()
+    with open(path, "r+b") as f:
+        f.seek(info.st_size // 2)
+        original = f.read(64)
+        f.seek(info.st_size // 2)
+        f.write(bytes(b ^ 0xFF for b in original))
+    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))
+
+    def undo():
+        with open(path, "r+b") as f:
+            f.seek(info.st_size // 2)
+            f.write(original)
+        os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))
+    return undo
+
+
 def make_workspace(path, overrides=TINY_PARAMS):
     """A git + DVC repository holding this project's pipeline, with `overrides` applied."""
     path.mkdir(parents=True, exist_ok=True)

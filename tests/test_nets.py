@@ -6,7 +6,8 @@ from PIL import Image
 from stages import nets
 from stages.common import StageError
 from stages.features import extract
-from stages.nets import augmentation, conv_base, dense_head, feature_extractor, unfreeze_from, VGGPreprocess
+from stages.nets import augmentation, conv_base, dense_head, feature_extractor, precision_policy, unfreeze_from, \
+    VGGPreprocess
 
 AUGMENT = {"rotation": 40, "width_shift": 0.2, "height_shift": 0.2, "shear": 0.2, "zoom": 0.2, "horizontal_flip": True}
 
@@ -31,11 +32,7 @@ def test_weights_file_is_loaded_and_gives_the_same_features(tmp_path):
     for ours, theirs in zip(loaded.get_weights(), reference.get_weights()):
         np.testing.assert_array_equal(ours, theirs)
 
-    paths = []
-    for i in range(5):
-        path = tmp_path / f"cat.{i}.jpg"
-        Image.fromarray(np.random.default_rng(i).integers(0, 255, (40, 36, 3), dtype=np.uint8)).save(path)
-        paths.append(str(path))
+    paths = random_jpegs(tmp_path, 5)
     shape = extract(feature_extractor(loaded, "vgg16"), paths, 32, 2, tmp_path / "f.npy")
     features = np.load(tmp_path / "f.npy")
     assert shape == features.shape == (5, 1, 1, 512) and features.dtype == np.float32
@@ -44,6 +41,48 @@ def test_weights_file_is_loaded_and_gives_the_same_features(tmp_path):
     images = np.concatenate(list(image_dataset(paths, 32, 5).as_numpy_iterator()))
     expected = reference.predict(keras.applications.vgg16.preprocess_input(images.copy()), verbose=0)
     np.testing.assert_allclose(features, expected, rtol=1e-4, atol=1e-4)
+
+
+def random_jpegs(folder, count, size=(40, 36)):
+    paths = []
+    for i in range(count):
+        path = folder / f"cat.{i}.jpg"
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (*size, 3), dtype=np.uint8)).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def test_bfloat16_features_are_float32_and_close_to_float32(tmp_path):
+    keras.utils.set_random_seed(5)
+    weights = tmp_path / "vgg16.weights.h5"
+    conv_base("none", 32).save_weights(weights)
+    paths = random_jpegs(tmp_path, 6)
+    features = {}
+    for precision in ("float32", "bfloat16"):
+        with precision_policy(precision):
+            model = feature_extractor(conv_base(str(weights), 32), "vgg16")
+        assert keras.config.dtype_policy().name == "float32"  # the policy does not leak into other models
+        conv = model.get_layer("vgg16").get_layer("block1_conv1")
+        assert conv.compute_dtype == precision and conv.variable_dtype == "float32"
+        assert extract(model, paths, 32, 4, tmp_path / f"{precision}.npy") == (6, 1, 1, 512)
+        features[precision] = np.load(tmp_path / f"{precision}.npy")
+        assert features[precision].dtype == np.float32
+    difference = np.linalg.norm(features["bfloat16"] - features["float32"]) / np.linalg.norm(features["float32"])
+    assert 0 < difference < 0.05
+
+
+def test_precision_errors_and_warning(monkeypatch, capsys):
+    with pytest.raises(StageError, match="features.precision is 'float64'"):
+        nets.check_precision("float64")
+    monkeypatch.setattr(nets, "has_gpu", lambda: False)
+    with pytest.raises(StageError, match="mixed_float16, which needs a GPU"):
+        nets.check_precision("mixed_float16")
+    monkeypatch.setattr(nets, "cpu_flags", lambda: {"avx2", "avx512f"})
+    assert nets.check_precision("bfloat16") == "bfloat16"
+    assert "no native bfloat16" in capsys.readouterr().err
+    monkeypatch.setattr(nets, "cpu_flags", lambda: {"avx2", "avx512_bf16"})
+    nets.check_precision("bfloat16")
+    assert capsys.readouterr().err == ""
 
 
 def test_bad_weights_are_one_line_errors(tmp_path):

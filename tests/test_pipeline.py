@@ -4,10 +4,11 @@ import json
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from stages.nets import conv_base, count_trainable, frozen_base_classifier, small_convnet
-from tests.conftest import dvc, make_workspace, REPO, run, stages_run, update_params
+from tests.conftest import dvc, make_workspace, REPO, run, stages_run, tamper_keeping_size_and_mtime, update_params
 
 MODELS = {"scratch", "scratch_augmented", "head", "features_augmented", "finetuned"}
 TRAINING = {"scratch", "scratch_augmented", "train_head", "features_augmented", "finetune", "mnist"}
@@ -106,9 +107,19 @@ def test_scratch_param_reruns_scratch_and_evaluate_only(workspace):
 
 
 def test_head_param_reruns_head_finetune_evaluate_only(workspace):
-    update_params(workspace / "params.yaml", {"train_head": {"lr": 1.0e-4}})
-    changed = dvc(workspace, "repro")
+    # Also: the archive is not read again (DVC knows its hash by size and mtime), and the
+    # head trains under MirroredStrategy, one replica on a CPU.
+    undo = tamper_keeping_size_and_mtime(workspace / "data/sample/train.zip")
+    update_params(workspace / "params.yaml", {"train_head": {"lr": 1.0e-4, "distribute": "mirrored"}})
+    try:
+        changed = dvc(workspace, "repro")
+    finally:
+        undo()
     assert stages_run(changed.stdout) == {"train_head", "finetune", "evaluate", "curves", "visualize"}
+    assert "train_head: MirroredStrategy over 1 replica(s)" in changed.stdout
+    logged = yaml.safe_load((workspace / "dvclive/train_head/params.yaml").read_text())
+    assert logged["distribute"] == "mirrored" and logged["lr"] == 1.0e-4
+    assert json.loads((workspace / "dvclive/train_head/metrics.json").read_text())["step"] == 0
     run(workspace, "git", "checkout", "params.yaml")
     dvc(workspace, "repro")
 
