@@ -1,0 +1,25 @@
+"""The benchmarks' own arithmetic (their timings are figures, not tests)."""
+
+import importlib.util
+
+import keras
+
+from stages.nets import conv_base
+from tests.conftest import REPO
+
+
+def load_bench(name):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_vgg16_flop_count_matches_the_keras_model():
+    bench = load_bench("features")
+    for size in (32, 150, 224):
+        convolutions = [layer for layer in conv_base("none", size).layers if isinstance(layer, keras.layers.Conv2D)]
+        flops = sum(2 * layer.output.shape[1] * layer.output.shape[2] * int(layer.kernel.numpy().size)
+                    for layer in convolutions)
+        assert len(convolutions) == 13 and bench.vgg16_conv_flops(size) == flops
+    assert round(bench.vgg16_conv_flops(224) / 1e9, 1) == 30.7  # VGG16's 15.3 G multiply-adds
