@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
 from tqdm import tqdm
 
 from stages.common import atomic_file, load_params, run, StageError
@@ -34,11 +35,18 @@ def extract(model, paths, size, batch_size, features_path):
     written = 0
     with atomic_file(features_path) as tmp, open(tmp, "wb") as out:
         np.lib.format.write_array_header_1_0(out, header)
-        for images in tqdm(batches, total=math.ceil(len(paths) / batch_size), desc=str(features_path),
-                           unit="batch", mininterval=2):
-            output = np.ascontiguousarray(model.predict_on_batch(images), dtype="<f4")
-            out.write(output.data)
-            written += len(output)
+        try:
+            for images in tqdm(batches, total=math.ceil(len(paths) / batch_size), desc=str(features_path),
+                               unit="batch", mininterval=2):
+                output = np.ascontiguousarray(model.predict_on_batch(images), dtype="<f4")
+                out.write(output.data)
+                written += len(output)
+        except tf.errors.OpError as e:
+            # The split stage checks every image; an unreadable one means data/split was changed by hand.
+            last = paths[min(written + batch_size, len(paths)) - 1]
+            reason = e.message.splitlines()[0][:120]
+            raise StageError(f"could not read an image among {paths[written]} .. {last} ({reason}): "
+                             f"run `dvc repro --force split` to rewrite data/split") from None
         if written != len(paths):
             raise StageError(f"{features_path}: got features of {written} images, expected {len(paths)}")
     return shape

@@ -71,6 +71,15 @@ def test_bfloat16_features_are_float32_and_close_to_float32(tmp_path):
     assert 0 < difference < 0.05
 
 
+def test_unreadable_image_is_a_one_line_error_and_leaves_no_file(tmp_path):
+    paths = random_jpegs(tmp_path, 4)
+    (tmp_path / "cat.2.jpg").write_bytes(b"not a jpeg")
+    target = tmp_path / "train_features.npy"
+    with pytest.raises(StageError, match=r"could not read an image among .*cat.0.jpg .. .*cat.3.jpg .*dvc repro --force split"):
+        extract(feature_extractor(conv_base("none", 32), "vgg16"), paths, 32, 4, target)
+    assert not target.exists() and list(tmp_path.glob(".tmp-*")) == []
+
+
 def test_precision_errors_and_warning(monkeypatch, capsys):
     with pytest.raises(StageError, match="features.precision is 'float64'"):
         nets.check_precision("float64")
