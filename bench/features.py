@@ -22,7 +22,6 @@ Default input: ../shared/data/dogs-vs-cats-128px/train.zip when present, else th
 
 import argparse
 import json
-import math
 import resource
 import subprocess
 import sys
@@ -50,11 +49,6 @@ def vgg16_conv_flops(size):
 
 def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
-def quiet_tensorflow():
-    import os
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def child_matmul(args):
@@ -170,7 +164,6 @@ def main():
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--precision", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    quiet_tensorflow()
 
     if args.child:
         sys.path.insert(0, str(REPO))

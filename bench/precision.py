@@ -72,7 +72,8 @@ def main():
         features = np.load(result["features"])
         distance = np.linalg.norm(features - base) / np.linalg.norm(base)
         crossed, _ = head_on_test(workspace, workspace / f"head-{reference}.keras", result["features"])
-        print(f"{precision:>10}: test accuracy {result['accuracy']:.2%} ({(result['accuracy'] - results[reference]['accuracy']) * 100:+.2f} pt), "
+        change = (result["accuracy"] - results[reference]["accuracy"]) * 100
+        print(f"{precision:>10}: test accuracy {result['accuracy']:.2%} ({change:+.2f} pt), "
               f"features {distance:.2%} from {reference}'s (relative L2), "
               f"{reference} head on them {crossed:.2%}, features stage {result['features_s']:.0f} s")
 

@@ -29,9 +29,9 @@ from tests.conftest import dvc, make_workspace, stages_run, tamper_keeping_size_
     update_params  # noqa: E402
 
 
-def timed(label, *args):
+def timed(workspace, label, *args):
     started = time.perf_counter()
-    result = dvc(WORKSPACE, *args)
+    result = dvc(workspace, *args)
     seconds = time.perf_counter() - started
     ran = sorted(stages_run(result.stdout))
     print(f"{label}: {seconds:.2f} s, ran {', '.join(ran) or 'nothing'}", flush=True)
@@ -59,7 +59,6 @@ def sample_memory(samples, stop):
 
 
 def main():
-    global WORKSPACE
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=25_000)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/dogs-vs-cats-scale"))
@@ -68,23 +67,23 @@ def main():
     parser.add_argument("--skip-features", action="store_true", help="stop after the no-op measurements")
     args = parser.parse_args()
     per_class = args.images // 2
-    WORKSPACE = args.workdir
-    shutil.rmtree(WORKSPACE, ignore_errors=True)
-    make_workspace(WORKSPACE, {**TINY_PARAMS, "sample": {"per_class": per_class, "max_side": 450},
+    workspace = args.workdir
+    shutil.rmtree(workspace, ignore_errors=True)
+    make_workspace(workspace, {**TINY_PARAMS, "sample": {"per_class": per_class, "max_side": 450},
                                "split": {"train": 1000, "validation": 500, "test": 500}})
-    print(f"workspace {WORKSPACE}")
+    print(f"workspace {workspace}")
 
-    timed("sample (make the archive)", "repro", "sample")
-    archive = WORKSPACE / "data/sample/train.zip"
+    timed(workspace, "sample (make the archive)", "repro", "sample")
+    archive = workspace / "data/sample/train.zip"
     print(f"archive: {args.images} images, {archive.stat().st_size / 1e6:.0f} MB")
-    timed("whole pipeline, book split, 48 px, 1 epoch", "repro")
-    noop = [timed("no-op dvc repro", "repro")[0] for _ in range(3)]
+    timed(workspace, "whole pipeline, book split, 48 px, 1 epoch", "repro")
+    noop = [timed(workspace, "no-op dvc repro", "repro")[0] for _ in range(3)]
     undo = tamper_keeping_size_and_mtime(archive)
-    update_params(WORKSPACE / "params.yaml", {"train_head": {"lr": 1.0e-4}})
+    update_params(workspace / "params.yaml", {"train_head": {"lr": 1.0e-4}})
     check_started = time.perf_counter()
-    dvc(WORKSPACE, "status")
+    dvc(workspace, "status")
     status_s = time.perf_counter() - check_started
-    _, ran = timed("after train_head.lr changed, archive changed in place (same size, mtime)", "repro")
+    _, ran = timed(workspace, "after train_head.lr changed, archive changed in place (same size, mtime)", "repro")
     undo()
     print(f"dvc status with train_head.lr changed: {status_s:.2f} s")
     assert "sample" not in ran and "split" not in ran and "features" not in ran, ran
@@ -92,15 +91,16 @@ def main():
     if args.skip_features:
         return
 
-    update_params(WORKSPACE / "params.yaml", {"split": {"train": per_class - 2 * (per_class // 10),
+    update_params(workspace / "params.yaml", {"split": {"train": per_class - 2 * (per_class // 10),
                                                         "validation": per_class // 10, "test": per_class // 10},
                                               "image": {"size": args.size},
                                               "features": {"precision": args.precision, "batch_size": 32}})
-    timed("split, every image", "repro", "split")
+    timed(workspace, "split, every image", "repro", "split")
     samples, stop = [], threading.Event()
     sampler = threading.Thread(target=sample_memory, args=(samples, stop), daemon=True)
     sampler.start()
-    seconds, _ = timed(f"features over {args.images} images at {args.size} px, {args.precision}", "repro", "features")
+    label = f"features over {args.images} images at {args.size} px, {args.precision}"
+    seconds, _ = timed(workspace, label, "repro", "features")
     stop.set()
     sampler.join()
     print(f"features: {args.images / seconds:.1f} images/s")
@@ -108,8 +108,8 @@ def main():
         at, rss, _ = samples[min(len(samples) - 1, int(fraction * len(samples)))]
         print(f"  RSS of the features process at {at:5.0f} s: {rss:.0f} MiB")
     print(f"  peak RSS (the kernel's VmHWM, last sample): {samples[-1][2]:.0f} MiB")
-    noop = [timed(f"no-op dvc repro features ({args.images} files in data/split)", "repro", "features")[0]
-            for _ in range(3)]
+    label = f"no-op dvc repro features ({args.images} files in data/split)"
+    noop = [timed(workspace, label, "repro", "features")[0] for _ in range(3)]
     print(f"no-op dvc repro features: best {min(noop):.2f} s, worst {max(noop):.2f} s")
 
 

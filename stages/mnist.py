@@ -46,8 +46,9 @@ def main():
     seed_everything(params["seed"])
     x_train, y_train, x_test, y_test = load_mnist(params["npz"])
     with distributed("mnist", params):
-        model = train("mnist", mnist_convnet(), {"x": x_train[..., None], "y": y_train, "batch_size": params["batch_size"]},
-                      [Phase(params["epochs"], params["lr"])], params, loss="sparse_categorical_crossentropy")
+        data = {"x": x_train[..., None], "y": y_train, "batch_size": params["batch_size"]}
+        model = train("mnist", mnist_convnet(), data, [Phase(params["epochs"], params["lr"])], params,
+                      loss="sparse_categorical_crossentropy")
         loss, accuracy = model.evaluate(x_test[..., None], y_test, batch_size=256, verbose=0)
     write_json(METRICS, {"accuracy": round(float(accuracy), 6), "loss": round(float(loss), 6)})
     print(f"MNIST test accuracy {accuracy:.4f}")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from stages.common import choice, StageError
 
@@ -16,7 +17,7 @@ SMALL_CONVNET_MIN_SIZE = 46  # four 3x3 convolutions, each followed by halving
 # features.precision -> the Keras dtype policy the conv base is built with. The mixed
 # policies keep float32 weights and compute in 16 bits.
 PRECISION_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "mixed_float16": "mixed_float16"}
-CPU_BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of native bfloat16 arithmetic
+CPU_BFLOAT16_FLAGS = {"avx512_bf16", "amx_bf16"}  # /proc/cpuinfo flags of native bfloat16 arithmetic
 
 
 @keras.saving.register_keras_serializable(package="dogs_vs_cats")
@@ -81,7 +82,6 @@ def conv_base(weights, size):
 
 
 def has_gpu():
-    import tensorflow as tf
     return bool(tf.config.list_physical_devices("GPU"))
 
 
@@ -96,14 +96,15 @@ def cpu_flags():
 def check_precision(precision):
     """Validate features.precision for this machine: an error where it cannot run, a warning where it runs slowly."""
     choice(precision, tuple(PRECISION_POLICIES), "features.precision")
-    if precision == "mixed_float16" and not has_gpu():
+    if precision == "float32" or has_gpu():
+        return precision
+    if precision == "mixed_float16":
         raise StageError("params.yaml: features.precision is mixed_float16, which needs a GPU and none was found: "
                          "use bfloat16 (CPUs with AVX512_BF16 or AMX) or float32")
-    if precision == "bfloat16" and not has_gpu():
-        flags = cpu_flags()
-        if flags is not None and not flags & set(CPU_BFLOAT16_FLAGS):
-            print("warning: this CPU has no native bfloat16 (avx512_bf16 or amx_bf16), so features.precision "
-                  "bfloat16 is emulated and slower than float32", file=sys.stderr)
+    flags = cpu_flags()
+    if flags is not None and not flags & CPU_BFLOAT16_FLAGS:
+        print("warning: this CPU has no native bfloat16 (avx512_bf16 or amx_bf16), so features.precision "
+              "bfloat16 is emulated and slower than float32", file=sys.stderr)
     return precision
 
 
