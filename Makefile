@@ -13,7 +13,7 @@ QUICK := -S sample.per_class=400 -S split.train=200 -S split.validation=100 -S s
 # `make run WEIGHTS=path/to/vgg16_notop.weights.h5` uses a local ImageNet file instead
 # of Keras' download; it reaches the stages as the DVC param base.weights.
 WEIGHTS ?=
-RUN_OVERRIDES := $(QUICK) $(if $(WEIGHTS),-S base.weights=$(WEIGHTS))
+RUN_OVERRIDES := $(QUICK) $(if $(WEIGHTS),-S 'base.weights=$(WEIGHTS)')
 # `make mnist MNIST=path/to/mnist.npz` uses a local copy instead of Keras' download.
 MNIST ?=
 
@@ -39,10 +39,23 @@ mnist: $(VENV)/.installed
 	dvc exp run $(if $(MNIST),-S mnist.npz=$(MNIST)) mnist
 	cat metrics/mnist.json
 
-# The book's configuration, exactly as committed in params.yaml.
+# The book's schedule: every model at the book's epochs, from params.yaml as committed.
+# FAST=1 adds the CPU levers of docs/book-schedule.md: bfloat16 arithmetic (CPUs with
+# AVX512_BF16 or AMX), data echoing in the two stages with a frozen VGG16 part, and early
+# stopping. DATA and WEIGHTS point it at a real train.zip and a local ImageNet file, e.g.
+#   make book FAST=1 DATA=path/to/train.zip WEIGHTS=path/to/vgg16_notop.weights.h5
+# Overrides are written into params.yaml, as `dvc exp run -S` does.
+TRAINING_STAGES := scratch scratch_augmented train_head features_augmented finetune
+FAST_LEVERS := -S features.precision=bfloat16 $(foreach stage,$(TRAINING_STAGES),-S $(stage).precision=bfloat16) \
+               -S scratch.early_stopping=5 -S scratch_augmented.early_stopping=15 \
+               -S features_augmented.early_stopping=10 -S finetune.early_stopping=10 \
+               -S features_augmented.echo=3 -S finetune.echo=4
+DATA ?=
+BOOK_OVERRIDES := $(if $(FAST),$(FAST_LEVERS)) $(if $(DATA),-S 'data.archive=$(DATA)') \
+                  $(if $(WEIGHTS),-S 'base.weights=$(WEIGHTS)')
+
 book: $(VENV)/.installed
-	@git diff --quiet -- params.yaml || { echo "params.yaml differs from git (make run's overrides?): run 'git checkout params.yaml' first" >&2; exit 1; }
-	dvc repro $(DOGS_VS_CATS)
+	dvc exp run $(BOOK_OVERRIDES) $(DOGS_VS_CATS)
 	dvc metrics show
 	cat metrics/summary.md
 

@@ -1,9 +1,12 @@
 """Image lists and tf.data pipelines over `data/split`, shared by the image stages."""
 
+import math
 import os
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
+from tqdm import tqdm
 
 from stages.common import StageError
 
@@ -31,10 +34,22 @@ def list_images(split, root=SPLIT_DIR):
 
 
 def load_image(path, size):
-    """Decode one file to a float32 size x size x 3 tensor with values in 0..255."""
+    """Decode one file to a float32 size x size x 3 tensor of whole numbers 0..255.
+
+    Rounded to whole numbers so that an image kept in memory as uint8 (`load_images`)
+    is exactly the image decoded again from disk.
+    """
     image = tf.io.decode_jpeg(tf.io.read_file(path), channels=3)
     image = tf.image.resize(image, (size, size), method="bilinear", antialias=True)
-    return tf.clip_by_value(image, 0.0, 255.0)
+    return tf.round(tf.clip_by_value(image, 0.0, 255.0))
+
+
+def _fixed_parallelism(data):
+    # Fixed parallelism and two batches in flight, not AUTOTUNE: on a 2-core CPU the
+    # autotuner made every other run of the features stage 25% slower (bench/features.py).
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return data.prefetch(2).with_options(options)
 
 
 def image_dataset(paths, size, batch_size, labels=None, shuffle_seed=None):
@@ -51,8 +66,28 @@ def image_dataset(paths, size, batch_size, labels=None, shuffle_seed=None):
         data = data.map(lambda p: load_image(p, size), num_parallel_calls=cores, deterministic=True)
     else:
         data = data.map(lambda p, y: (load_image(p, size), y), num_parallel_calls=cores, deterministic=True)
-    # Fixed parallelism and two batches in flight, not AUTOTUNE: on a 2-core CPU the
-    # autotuner made every other run of the features stage 25% slower (bench/features.py).
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    return data.batch(batch_size).prefetch(2).with_options(options)
+    return _fixed_parallelism(data.batch(batch_size))
+
+
+def load_images(paths, size, desc="decoding"):
+    """Every image of `paths`, decoded and resized once, as one uint8 N x size x size x 3 array."""
+    images = np.empty((len(paths), size, size, 3), dtype=np.uint8)
+    batch = 64
+    done = 0
+    for chunk in tqdm(image_dataset(paths, size, batch), total=math.ceil(len(paths) / batch), desc=desc,
+                      unit="batch", mininterval=2, leave=False):
+        images[done:done + len(chunk)] = chunk.numpy().astype(np.uint8)
+        done += len(chunk)
+    return images
+
+
+def array_dataset(images, batch_size, labels=None, shuffle_seed=None):
+    """Batches of in-memory uint8 images (and labels) as float32, like `image_dataset`'s."""
+    data = tf.data.Dataset.from_tensor_slices(images if labels is None else (images, np.asarray(labels, np.float32)))
+    if shuffle_seed is not None:
+        data = data.shuffle(len(images), seed=shuffle_seed, reshuffle_each_iteration=True)
+    if labels is None:
+        data = data.batch(batch_size).map(lambda x: tf.cast(x, tf.float32))
+    else:
+        data = data.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y))
+    return _fixed_parallelism(data)

@@ -11,7 +11,7 @@ import numpy as np
 
 from stages.common import load_params, run, StageError, write_json
 from stages.nets import mnist_convnet
-from stages.training import distributed, Phase, seed_everything, train
+from stages.training import distributed, Phase, seed_everything, train, training_precision
 
 METRICS = Path("metrics/mnist.json")
 KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -47,7 +47,9 @@ def main():
     x_train, y_train, x_test, y_test = load_mnist(params["npz"])
     with distributed("mnist", params):
         data = {"x": x_train[..., None], "y": y_train, "batch_size": params["batch_size"]}
-        model = train("mnist", mnist_convnet(), data, [Phase(params["epochs"], params["lr"])], params,
+        with training_precision("mnist", params):
+            model = mnist_convnet()
+        model = train("mnist", model, data, [Phase(params["epochs"], params["lr"])], params,
                       loss="sparse_categorical_crossentropy")
         loss, accuracy = model.evaluate(x_test[..., None], y_test, batch_size=256, verbose=0)
     write_json(METRICS, {"accuracy": round(float(accuracy), 6), "loss": round(float(loss), 6)})

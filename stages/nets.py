@@ -93,26 +93,26 @@ def cpu_flags():
     return set(" ".join(line.split(":", 1)[1] for line in text.splitlines() if line.startswith("flags")).split())
 
 
-def check_precision(precision):
-    """Validate features.precision for this machine: an error where it cannot run, a warning where it runs slowly."""
-    choice(precision, tuple(PRECISION_POLICIES), "features.precision")
+def check_precision(precision, name="features.precision"):
+    """Validate a `precision` param for this machine: an error where it cannot run, a warning where it runs slowly."""
+    choice(precision, tuple(PRECISION_POLICIES), name)
     if precision == "float32" or has_gpu():
         return precision
     if precision == "mixed_float16":
-        raise StageError("params.yaml: features.precision is mixed_float16, which needs a GPU and none was found: "
+        raise StageError(f"params.yaml: {name} is mixed_float16, which needs a GPU and none was found: "
                          "use bfloat16 (CPUs with AVX512_BF16 or AMX) or float32")
     flags = cpu_flags()
     if flags is not None and not flags & CPU_BFLOAT16_FLAGS:
-        print("warning: this CPU has no native bfloat16 (avx512_bf16 or amx_bf16), so features.precision "
+        print(f"warning: this CPU has no native bfloat16 (avx512_bf16 or amx_bf16), so {name} "
               "bfloat16 is emulated and slower than float32", file=sys.stderr)
     return precision
 
 
 @contextlib.contextmanager
-def precision_policy(precision):
-    """Layers built inside this block compute in `precision` (a features.precision value)."""
+def precision_policy(precision, name="features.precision"):
+    """Layers built inside this block compute in `precision` (a `precision` param's value)."""
     previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(PRECISION_POLICIES[check_precision(precision)])
+    keras.config.set_dtype_policy(PRECISION_POLICIES[check_precision(precision, name)])
     try:
         yield
     finally:
@@ -131,15 +131,14 @@ def feature_extractor(base, preprocess):
     return keras.Model(inputs, outputs, name="feature_extractor")
 
 
-def dense_head(feature_shape, units, dropout):
-    """Listing 5.18's classifier, on conv-base features: Flatten, Dense, Dropout, Dense."""
-    return keras.Sequential([
-        keras.Input(feature_shape),
-        keras.layers.Flatten(),
-        keras.layers.Dense(units, activation="relu"),
-        keras.layers.Dropout(dropout),
-        keras.layers.Dense(1, activation="sigmoid"),
-    ], name="head")
+def dense_head(feature_shape, units, dropout=0.0):
+    """The classifier on conv-base features: Flatten, Dense, Dropout (Listing 5.18; none in
+    Listing 5.20), Dense."""
+    layers = [keras.Input(feature_shape), keras.layers.Flatten(), keras.layers.Dense(units, activation="relu")]
+    if dropout:
+        layers.append(keras.layers.Dropout(dropout))
+    layers.append(keras.layers.Dense(1, activation="sigmoid"))
+    return keras.Sequential(layers, name="head")
 
 
 def augmentation(params, seed=None):
@@ -163,6 +162,50 @@ def augmentation(params, seed=None):
     if params.get("zoom"):
         layers.append(keras.layers.RandomZoom(params["zoom"], fill_mode="nearest", seed=seed))
     return keras.Sequential(layers, name="augmentation")
+
+
+def recast(model, policy):
+    """A copy of `model` with the same weights, every layer under the dtype policy `policy`.
+
+    Models are saved in float32, so that one trained in bfloat16 predicts the same way on
+    every machine; a stage that trains a saved model further recasts it to its own precision.
+    """
+    if all(layer.dtype_policy.name == policy for layer in _all_layers(model)):
+        return model
+
+    def rebuild(layer):
+        config = layer.get_config()
+        config["dtype"] = policy
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=rebuild, recursive=True)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
+
+
+def split_at(base, layer_name):
+    """The layers of `base` before `layer_name` and from it on, as two models (weights shared).
+
+    With the lower part frozen, its output for an image does not change during training,
+    so it can be computed once and the upper part trained on it.
+    """
+    names = [layer.name for layer in base.layers]
+    if layer_name not in names[1:]:
+        raise StageError(f"params.yaml: finetune.unfreeze_from is {layer_name!r}; use one of {', '.join(names[1:])}")
+    index = names.index(layer_name)
+    lower = keras.Model(base.inputs, base.layers[index - 1].output, name=f"{base.name}_lower")
+    inputs = keras.Input(lower.output_shape[1:])
+    x = inputs
+    for layer in base.layers[index:]:
+        x = layer(x)
+    return lower, keras.Model(inputs, x, name=f"{base.name}_upper")
 
 
 def unfreeze_from(base, layer_name):
@@ -192,13 +235,18 @@ def small_convnet(size, dropout=0.0):
     return keras.Sequential(layers, name="scratch_augmented" if dropout else "scratch")
 
 
+def stack(base, head, preprocess, name):
+    """Raw pixels -> preprocessing -> conv base -> head, one end-to-end model."""
+    inputs = keras.Input(base.input_shape[1:])
+    # training=False keeps the base in inference mode even when its layers are unfrozen.
+    outputs = head(base(VGGPreprocess(preprocess)(inputs), training=False))
+    return keras.Model(inputs, outputs, name=name)
+
+
 def frozen_base_classifier(base, preprocess, units):
     """Listing 5.20: the conv base, frozen, under Flatten, Dense(units), Dense(1), end to end."""
     base.trainable = False
-    inputs = keras.Input(base.input_shape[1:])
-    x = base(VGGPreprocess(preprocess)(inputs), training=False)
-    x = keras.layers.Dense(units, activation="relu")(keras.layers.Flatten()(x))
-    return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x), name="features_augmented")
+    return stack(base, dense_head(base.output_shape[1:], units), preprocess, "features_augmented")
 
 
 def mnist_convnet():

@@ -6,7 +6,7 @@ import numpy as np
 
 from stages.common import load_params, run, StageError
 from stages.nets import dense_head
-from stages.training import distributed, Phase, seed_everything, train
+from stages.training import distributed, Phase, seed_everything, train, training_precision
 
 FEATURES_DIR = Path("data/features")
 
@@ -26,7 +26,8 @@ def main():
     data = {"x": train_x, "y": train_y, "batch_size": params["batch_size"],
             "validation_data": load_features("validation")}
     with distributed("train_head", params):
-        model = dense_head(train_x.shape[1:], params["units"], params["dropout"])
+        with training_precision("train_head", params):
+            model = dense_head(train_x.shape[1:], params["units"], params["dropout"])
         train("train_head", model, data, [Phase(params["epochs"], params["lr"])], params, output="models/head.keras")
 
 

@@ -1,4 +1,5 @@
-"""What the training stages share: seeding, data, DVCLive logging, keeping the best epoch, saving."""
+"""What the training stages share: seeding, data, DVCLive logging, keeping the best epoch,
+stopping early, saving."""
 
 import contextlib
 import sys
@@ -8,12 +9,14 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import keras
+import numpy as np
 from dvclive import Live
 from dvclive.keras import DVCLiveCallback
+from tqdm import tqdm
 
-from stages.common import atomic_file, choice
-from stages.images import image_dataset, list_images
-from stages.nets import augmentation, count_trainable
+from stages.common import atomic_file, choice, StageError
+from stages.images import array_dataset, image_dataset, list_images, load_images
+from stages.nets import augmentation, count_trainable, has_gpu, recast, precision_policy
 
 
 def seed_everything(seed):
@@ -38,13 +41,44 @@ def distributed(stage, params):
         yield strategy
 
 
-def image_data(size, batch_size, seed):
-    """Training batches (reshuffled every epoch, seeded) and validation batches from data/split."""
-    train_paths, train_labels = list_images("train")
-    val_paths, val_labels = list_images("validation")
-    return {"x": image_dataset(train_paths, size, batch_size, train_labels, shuffle_seed=seed),
-            "validation_data": image_dataset(val_paths, size, batch_size, val_labels),
-            "shuffle": False}  # tf.data shuffles
+def training_precision(stage, params):
+    """Layers built inside this block compute in the stage's `precision` param."""
+    return precision_policy(params.get("precision", "float32"), f"{stage}.precision")
+
+
+def use_cache(stage, params):
+    """The stage's `cache` param: auto is on without a GPU, off with one (the plain path)."""
+    value = choice(params.get("cache", "auto"), ("auto", True, False), f"{stage}.cache")
+    cached = (not has_gpu()) if value == "auto" else value
+    echo = params.get("echo", 1)
+    if not isinstance(echo, int) or isinstance(echo, bool) or echo < 1:
+        raise StageError(f"params.yaml: {stage}.echo is {echo!r}; it must be a whole number >= 1 (1 = off)")
+    if echo > 1 and not cached:
+        raise StageError(f"params.yaml: {stage}.echo is {echo} but the cache is off: echoing reuses cached "
+                         f"features, so set {stage}.cache to true or echo to 1")
+    return cached
+
+
+def split_labels(split):
+    paths, labels = list_images(split)
+    return paths, np.asarray(labels, dtype=np.float32)
+
+
+def image_data(size, batch_size, seed, cached):
+    """fit()'s data arguments: training batches (reshuffled every epoch, seeded) and
+    validation batches from data/split.
+
+    Cached, every image is decoded and resized once and kept in memory as uint8; the
+    batches are the same as when decoding from disk every epoch.
+    """
+    (train_paths, train_labels), (val_paths, val_labels) = split_labels("train"), split_labels("validation")
+    if cached:
+        train = array_dataset(load_images(train_paths, size, "decoding train"), batch_size, train_labels, seed)
+        validation = array_dataset(load_images(val_paths, size, "decoding validation"), batch_size, val_labels)
+    else:
+        train = image_dataset(train_paths, size, batch_size, train_labels, shuffle_seed=seed)
+        validation = image_dataset(val_paths, size, batch_size, val_labels)
+    return {"x": train, "validation_data": validation, "shuffle": False}  # tf.data shuffles
 
 
 def open_live(stage, params):
@@ -57,8 +91,8 @@ def open_live(stage, params):
 class LiveCallback(DVCLiveCallback):
     """DVCLive's Keras callback, minus ending the Live when a fit() ends.
 
-    A stage may call fit() more than once (fine-tuning's two phases); `train` ends the
-    Live itself, once, so the steps keep counting across phases.
+    A stage may call fit() more than once (fine-tuning's two phases, or one fit() per
+    epoch); `train` ends the Live itself, once, so the steps keep counting.
     """
 
     def on_train_end(self, logs=None):
@@ -66,24 +100,39 @@ class LiveCallback(DVCLiveCallback):
 
 
 class KeepBest(keras.callbacks.Callback):
-    """Remember the weights of `model` at the epoch with the lowest `monitor`, across fit() calls.
+    """Remember the weights of `model` at the epoch with the lowest `monitor`, across fit()
+    calls, and stop training after `patience` epochs without a new best (0: never).
 
     `model` is the one to keep, which may be part of the model being trained.
     """
 
-    def __init__(self, model, monitor="val_loss"):
+    def __init__(self, model, patience=0, monitor="val_loss"):
         super().__init__()
-        self.kept, self.monitor = model, monitor
-        self.best, self.best_weights, self.best_epoch = float("inf"), None, None
+        self.kept, self.patience, self.monitor = model, patience, monitor
+        self.best, self.best_weights, self.best_epoch, self.last_epoch = float("inf"), None, None, 0
+        self.stopped = False
 
     def on_epoch_end(self, epoch, logs=None):
+        self.last_epoch = epoch + 1
         value = (logs or {}).get(self.monitor)
-        if value is not None and value < self.best:
+        if value is None:
+            return
+        if value < self.best:
             self.best, self.best_weights, self.best_epoch = value, self.kept.get_weights(), epoch + 1
+        elif self.patience and epoch + 1 - self.best_epoch >= self.patience:
+            self.stopped = self.model.stop_training = True
 
     def restore(self):
         if self.best_weights is not None:
             self.kept.set_weights(self.best_weights)
+
+
+def check_patience(stage, params):
+    patience = params.get("early_stopping", 0)
+    if not isinstance(patience, int) or isinstance(patience, bool) or patience < 0:
+        raise StageError(f"params.yaml: {stage}.early_stopping is {patience!r}; it must be a whole number of "
+                         f"epochs >= 0 (0 = off, every epoch runs as in the book)")
+    return patience
 
 
 @dataclass
@@ -98,37 +147,90 @@ def fit_verbosity():
     return 1 if sys.stdout.isatty() else 2
 
 
-def train(stage, model, data, phases, params, augment=None, loss="binary_crossentropy", output=None):
-    """Fit `model` through `phases` with RMSprop, log every epoch with DVCLive, and save the
-    weights of the epoch with the lowest validation loss to `output` (models/<stage>.keras).
+def train(stage, model, data, phases, params, augment=None, loss="binary_crossentropy", output=None,
+          trainer=None):
+    """Fit through `phases` with RMSprop, log every epoch with DVCLive, and save `model` with
+    the weights of the epoch with the lowest validation loss to `output` (models/<stage>.keras).
 
-    `data` holds fit()'s data arguments. With `augment`, training runs the images through
-    augmentation layers first; they are not part of the saved model, which sees raw images.
+    `data` holds fit()'s data arguments, or is a function of the epoch (0-based) that
+    returns them for that epoch alone. `trainer` is the model that is fitted when it is not
+    `model` itself: a part of it that shares its weights. With `augment`, training runs
+    the images through augmentation layers first; they are not part of the saved model,
+    which sees raw images.
     """
-    trainer = model
+    trainer = trainer or model
+    best = KeepBest(trainer, check_patience(stage, params))
     if augment is not None:
-        trainer = keras.Sequential([keras.Input(model.input_shape[1:]), augmentation(augment, params.get("seed")),
-                                    model], name=f"{stage}_trainer")
-    best = KeepBest(model)
+        trainer = keras.Sequential([keras.Input(trainer.input_shape[1:]), augmentation(augment, params.get("seed")),
+                                    trainer], name=f"{stage}_trainer")
     started = time.perf_counter()
     with open_live(stage, params) as live:
         done = 0
         for phase in phases:
-            if phase.epochs <= 0:
+            if phase.epochs <= 0 or best.stopped:
                 continue
             if phase.prepare:
                 phase.prepare()
             # Changes to `trainable` only take effect after compiling again.
             trainer.compile(optimizer=keras.optimizers.RMSprop(learning_rate=phase.lr), loss=loss, metrics=["accuracy"])
-            trainer.fit(**data, initial_epoch=done, epochs=done + phase.epochs,
-                        callbacks=[LiveCallback(live=live), best], verbose=fit_verbosity())
-            done += phase.epochs
+            callbacks = [LiveCallback(live=live), best]
+            if callable(data):
+                for epoch in range(done, done + phase.epochs):
+                    trainer.fit(**data(epoch), initial_epoch=epoch, epochs=epoch + 1, callbacks=callbacks,
+                                verbose=fit_verbosity())
+                    if best.stopped:
+                        break
+            else:
+                trainer.fit(**data, initial_epoch=done, epochs=done + phase.epochs, callbacks=callbacks,
+                            verbose=fit_verbosity())
+            done = best.last_epoch
         best.restore()
         live.summary["best_epoch"] = best.best_epoch or done
+        live.summary["epochs_run"] = done
         live.summary["train_time_s"] = round(time.perf_counter() - started, 1)
     output = Path(output or f"models/{stage}.keras")
+    saved = recast(model, "float32")
     with atomic_file(output) as tmp:
-        model.save(tmp)
+        saved.save(tmp)
     kept = f"best val_loss {best.best:.4f} at epoch {best.best_epoch}" if best.best_epoch else f"epoch {done}"
-    print(f"wrote {output} ({kept}; {model.count_params():,} parameters, {count_trainable(model):,} trainable)")
-    return model
+    stopped = f", stopped early after {done} epochs" if best.stopped else ""
+    print(f"wrote {output} ({kept}{stopped}; {model.count_params():,} parameters, {count_trainable(model):,} trainable)")
+    return saved
+
+
+def _embed_all(embed, batches, total, desc):
+    features, labels = [], []
+    for images, batch_labels in tqdm(batches, total=total, desc=desc, unit="batch", mininterval=2, leave=False):
+        features.append(embed(images).numpy())
+        labels.append(batch_labels.numpy())
+    return np.concatenate(features), np.concatenate(labels)
+
+
+def frozen_part_data(extractor, size, batch_size, seed, augment, echo=1):
+    """fit()'s data, epoch by epoch, for training what sits above a frozen `extractor`.
+
+    The frozen part's output cannot change during training, so it is computed once for
+    the validation images, and once per epoch for the augmented training images, in the
+    order and with the augmentations that end-to-end training would see: the trainer gets
+    the same batches as the whole model would. With `echo` > 1 (data echoing), each pass
+    of augmented features is reused, reshuffled, for `echo` epochs.
+    """
+    import tensorflow as tf
+    (train_paths, train_labels), (val_paths, val_labels) = split_labels("train"), split_labels("validation")
+    train_batches = array_dataset(load_images(train_paths, size, "decoding train"), batch_size, train_labels, seed)
+    val_batches = array_dataset(load_images(val_paths, size, "decoding validation"), batch_size, val_labels)
+    total = -(-len(train_paths) // batch_size)
+    augmenter = augmentation(augment, seed)
+    plain = tf.function(lambda x: extractor(x, training=False))
+    augmented = tf.function(lambda x: extractor(augmenter(x, training=True), training=False))
+    validation = _embed_all(plain, val_batches, -(-len(val_paths) // batch_size), "validation features")
+    current = {}
+
+    def data(epoch):
+        fresh = epoch % echo == 0 or not current
+        if fresh:
+            current["x"], current["y"] = _embed_all(augmented, train_batches, total, f"epoch {epoch + 1} features")
+        return {"x": current["x"], "y": current["y"], "batch_size": batch_size, "shuffle": not fresh,
+                "validation_data": validation}
+
+    return data
