@@ -161,7 +161,7 @@ def augmentation(params, seed=None):
                                                fill_mode="nearest", seed=seed))
     if params.get("zoom"):
         layers.append(keras.layers.RandomZoom(params["zoom"], fill_mode="nearest", seed=seed))
-    return keras.Sequential(layers, name="augmentation")
+    return keras.Sequential(layers or [keras.layers.Identity()], name="augmentation")
 
 
 def recast(model, policy):

@@ -229,6 +229,11 @@ def frozen_part_data(extractor, size, batch_size, seed, augment, echo=1):
     def data(epoch):
         fresh = epoch % echo == 0 or not current
         if fresh:
+            if current:
+                # fit() starts two passes over a tf.data dataset per epoch after the first
+                # (Keras 3.15), and each pass reshuffles: drawing one unused pass keeps the
+                # order of the batches the same as in end-to-end training.
+                iter(train_batches)
             current["x"], current["y"] = _embed_all(augmented, train_batches, total, f"epoch {epoch + 1} features")
         return {"x": current["x"], "y": current["y"], "batch_size": batch_size, "shuffle": not fresh,
                 "validation_data": validation}
