@@ -17,15 +17,28 @@ RUN_OVERRIDES := $(QUICK) $(if $(WEIGHTS),-S 'base.weights=$(WEIGHTS)')
 # `make mnist MNIST=path/to/mnist.npz` uses a local copy instead of Keras' download.
 MNIST ?=
 
-.PHONY: venv run book mnist report test bench clean-venv
+.PHONY: venv lock run book mnist report test bench clean-venv
 
-$(VENV)/.installed: pyproject.toml
+# The environment comes from lock files (every package pinned, with hashes): what `make
+# run` needs from requirements/run.lock; `make test` adds requirements/test.lock's extras.
+# After changing pyproject.toml's dependencies: `make lock`, and commit requirements/.
+$(VENV)/.installed: requirements/run.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements/run.lock
+	touch $@
+
+$(VENV)/.test-installed: $(VENV)/.installed requirements/test.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements/test.lock
 	touch $@
 
 venv: $(VENV)/.installed
+
+UV := $(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes --no-header --quiet
+lock: $(VENV)/.installed
+	$(BIN)/pip install --quiet --disable-pip-version-check uv==0.13.9
+	$(UV) -o requirements/run.lock
+	$(UV) --extra test -c requirements/run.lock -o requirements/test.lock
+	$(UV) --extra test --extra bench -c requirements/test.lock -o requirements/bench.lock
 
 # The Dogs vs. Cats chain and its pictures (MNIST is its own chain: `make mnist`).
 DOGS_VS_CATS := evaluate curves visualize
@@ -64,13 +77,13 @@ report: $(VENV)/.installed
 	dvc plots show --out dvc_plots > /dev/null
 	python -m report.build dvc_plots/index.html dvc_plots/report.html
 
-test: $(VENV)/.installed
+test: $(VENV)/.test-installed
 	pytest $(PYTEST_ARGS)
 
-# Feature extraction speed against the book's Keras 2 code (README: Performance);
+# Feature extraction speed against the book's Keras 2 code (docs/performance.md);
 # e.g. make bench BENCH_ARGS="--images 1000 --rounds 2".
-$(VENV)/.bench: $(VENV)/.installed
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+$(VENV)/.bench: $(VENV)/.test-installed requirements/bench.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements/bench.lock
 	touch $@
 
 bench: $(VENV)/.bench

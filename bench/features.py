@@ -10,7 +10,7 @@ best round is reported. The time runs from the first image read to the last feat
 written, model building excluded:
 
   book     Listing 5.17: tf_keras' ImageDataGenerator(rescale=1/255).flow_from_directory(...,
-           batch_size=20) and conv_base.predict per batch (needs `pip install -e '.[bench]'`)
+           batch_size=20) and conv_base.predict per batch (needs the bench extras: `make bench`)
   project  stages.features.extract with the stage's model, once per --precisions value
 
 Each path runs in a child process of its own, so the peak RSS printed is that path's.
@@ -79,7 +79,7 @@ def child_book(args):
     try:
         import tf_keras
     except ImportError:
-        sys.exit("error: the book's path needs tf_keras (Keras 2): pip install -e '.[bench]'")
+        sys.exit("error: the book's path needs tf_keras (Keras 2): run `make bench`, which installs requirements/bench.lock")
     conv_base = tf_keras.applications.VGG16(weights=None, include_top=False, input_shape=(args.size, args.size, 3))
     if args.weights != "none":
         from stages.nets import conv_base as keras3_conv_base

@@ -7,6 +7,7 @@ metrics/eval/ for `dvc plots`, and metrics/summary.md, the chapter's ladder in o
 
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -21,13 +22,23 @@ PLOTS_DIR = Path("metrics/eval")
 FEATURES_DIR = Path("data/features")
 CLASS_NAMES = ("cat", "dog")
 
-# model name (its key in evaluate.json), training stage, input, the book's test accuracy
+
+class ModelInfo(NamedTuple):
+    name: str          # its key in evaluate.json
+    stage: str         # the stage that trains it
+    source: str        # what it reads: "images" (data/split/test) or "features" (the cached test features)
+    what: str          # the book's listings, in words
+    book_accuracy: float
+    book_epochs: int
+
+
 MODELS = [
-    ("scratch", "scratch", "images", "Listing 5.5: small convnet from scratch", 0.71),
-    ("scratch_augmented", "scratch_augmented", "images", "Listings 5.13-5.14: + dropout, augmentation", 0.82),
-    ("head", "train_head", "features", "Listing 5.18: dense head on cached VGG16 features", 0.90),
-    ("features_augmented", "features_augmented", "images", "Listings 5.20-5.21: frozen VGG16 + head, augmentation", 0.96),
-    ("finetuned", "finetune", "images", "Listings 5.22-5.23: block5 fine-tuned", 0.97),
+    ModelInfo("scratch", "scratch", "images", "Listing 5.5: small convnet from scratch", 0.71, 30),
+    ModelInfo("scratch_augmented", "scratch_augmented", "images", "Listings 5.13-5.14: + dropout, augmentation", 0.82, 100),
+    ModelInfo("head", "train_head", "features", "Listing 5.18: dense head on cached VGG16 features", 0.90, 30),
+    ModelInfo("features_augmented", "features_augmented", "images",
+              "Listings 5.20-5.21: frozen VGG16 + head, augmentation", 0.96, 30),
+    ModelInfo("finetuned", "finetune", "images", "Listings 5.22-5.23: block5 fine-tuned", 0.97, 100),
 ]
 MODEL_FILES = {"head": "models/head.keras", "finetuned": "models/finetuned.keras"}
 
@@ -119,21 +130,37 @@ def predict(model, source, size, batch_size):
     return np.asarray(labels), model.predict(image_dataset(paths, size, batch_size), verbose=0).ravel()
 
 
-def training_time(stage):
+def training_summary(stage):
+    """What the stage's DVCLive summary says: train_time_s, epochs_run, best_epoch."""
     path = Path(f"dvclive/{stage}/metrics.json")
-    return json.loads(path.read_text()).get("train_time_s") if path.is_file() else None
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def epochs_text(summary, book_epochs):
+    run = summary.get("epochs_run", summary.get("step", -1) + 1)
+    best = summary.get("best_epoch")
+    return f"{run} of {book_epochs}" + (f" (best {best})" if best else "")
 
 
 def summary_table(results, parameters):
-    lines = ["| model | what | test accuracy | book | parameters (trainable) | training time |",
-             "|---|---|---:|---:|---:|---:|"]
-    for name, stage, _, what, book in MODELS:
-        total, trainable = parameters[name]
-        seconds = training_time(stage)
+    lines = ["| model | what | epochs run of the book's (best) | test accuracy | book | parameters (trainable) "
+             "| training time |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for model in MODELS:
+        total, trainable = parameters[model.name]
+        summary = training_summary(model.stage)
+        seconds = summary.get("train_time_s")
         time_text = f"{seconds / 60:.1f} min" if seconds is not None else "-"
-        lines.append(f"| `{name}` | {what} | {results[name]['accuracy']:.1%} | {book:.0%} | "
+        lines.append(f"| `{model.name}` | {model.what} | {epochs_text(summary, model.book_epochs)} | "
+                     f"{results[model.name]['accuracy']:.1%} | {model.book_accuracy:.0%} | "
                      f"{total:,} ({trainable:,}) | {time_text} |")
     return "\n".join(lines) + "\n"
+
+
+def data_description(archive):
+    if archive == "data/sample/train.zip":
+        return "the synthetic sample (`data/sample/train.zip`, drawn shapes, not photos)"
+    return f"`{archive}`"
 
 
 def main():
@@ -141,7 +168,7 @@ def main():
     size, batch_size = params["image"]["size"], params["evaluate"]["batch_size"]
     results, parameters = {}, {}
     test_images = [Path(path).name for path in list_images("test")[0]]  # the order of features and images alike
-    for name, stage, source, _, _ in MODELS:
+    for name, stage, source, *_ in MODELS:
         model = load_model(name, stage)
         labels, probabilities = predict(model, source, size, batch_size)
         results[name] = binary_metrics(labels, probabilities)
@@ -152,6 +179,7 @@ def main():
     write_json(METRICS, results)
     with atomic_file(SUMMARY) as tmp:
         tmp.write_text(f"# Test accuracy, model by model ({len(labels)} test images)\n\n"
+                       f"Data: {data_description(params['data']['archive'])}.\n\n"
                        + summary_table(results, parameters))
 
 

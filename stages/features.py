@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from stages.common import atomic_file, load_params, run, StageError
 from stages.images import image_dataset, list_images
-from stages.nets import conv_base, feature_extractor, precision_policy
+from stages.nets import conv_base, feature_extractor, precision_policy, WEIGHTS_FILE
 
 OUTPUT_DIR = Path("data/features")
 SPLITS = ("train", "validation", "test")
@@ -56,7 +56,7 @@ def build_extractor(params):
     """The `features` stage's model, from params.yaml, in features.precision."""
     base = params["base"]
     with precision_policy(params["features"]["precision"]):
-        return feature_extractor(conv_base(base["weights"], params["image"]["size"]), base["preprocess"])
+        return feature_extractor(conv_base(WEIGHTS_FILE, params["image"]["size"]), base["preprocess"])
 
 
 def main():

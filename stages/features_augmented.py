@@ -8,7 +8,7 @@ output: the same batches as end-to-end training, with a third less work per epoc
 """
 
 from stages.common import load_params, run
-from stages.nets import check_image_size, conv_base, feature_extractor, frozen_base_classifier
+from stages.nets import check_image_size, conv_base, feature_extractor, frozen_base_classifier, WEIGHTS_FILE
 from stages.training import distributed, frozen_part_data, image_data, Phase, seed_everything, train, \
     training_precision, use_cache
 
@@ -21,7 +21,7 @@ def main():
     preprocess = params["base"]["preprocess"]
     with distributed("features_augmented", own):
         with training_precision("features_augmented", own):
-            base = conv_base(params["base"]["weights"], size)
+            base = conv_base(WEIGHTS_FILE, size)
             model = frozen_base_classifier(base, preprocess, own["units"])
         phases = [Phase(own["epochs"], own["lr"])]
         if cached:

@@ -17,7 +17,8 @@ from pathlib import Path
 import keras
 
 from stages.common import choice, load_params, run, StageError
-from stages.nets import check_image_size, conv_base, feature_extractor, recast, split_at, stack, unfreeze_from
+from stages.nets import check_image_size, conv_base, feature_extractor, recast, split_at, stack, unfreeze_from, \
+    WEIGHTS_FILE
 from stages.training import distributed, frozen_part_data, image_data, Phase, seed_everything, train, \
     training_precision, use_cache
 
@@ -46,7 +47,7 @@ def main():
     preprocess = params["base"]["preprocess"]
     with distributed("finetune", tune):
         with training_precision("finetune", tune):
-            base = conv_base(params["base"]["weights"], size)
+            base = conv_base(WEIGHTS_FILE, size)
             head = recast(load_head(tune["start_from"], base.output_shape[1:]), keras.config.dtype_policy().name)
             model = stack(base, head, preprocess, "finetuned")
 

@@ -11,7 +11,8 @@ import tensorflow as tf
 
 from stages.common import choice, StageError
 
-VGG16_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+VGG16_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"  # Keras' name for its ImageNet file
+WEIGHTS_FILE = "models/vgg16_notop.weights.h5"  # what the `weights` stage writes and the VGG16 stages load
 MIN_IMAGE_SIZE = 32  # VGG16 halves the input five times
 SMALL_CONVNET_MIN_SIZE = 46  # four 3x3 convolutions, each followed by halving
 # features.precision -> the Keras dtype policy the conv base is built with. The mixed
@@ -53,30 +54,23 @@ def check_image_size(size):
 
 
 def conv_base(weights, size):
-    """VGG16's convolutional base; `weights` is `imagenet`, `none` or a weights file."""
+    """VGG16's convolutional base; `weights` is `none` (random) or a weights file, such as
+    the `weights` stage's WEIGHTS_FILE."""
     check_image_size(size)
     shape = (size, size, 3)
     if weights in (None, "none"):
         return keras.applications.VGG16(include_top=False, weights=None, input_shape=shape)
-    if weights == "imagenet":
-        try:
-            return keras.applications.VGG16(include_top=False, weights="imagenet", input_shape=shape)
-        except Exception as e:  # Keras raises a bare Exception for a failed download
-            reason = str(e).splitlines()[0][:200]
-            raise StageError(
-                f"could not get the ImageNet VGG16 weights ({reason}): put Keras' file {VGG16_NOTOP_FILE} "
-                f"in ~/.keras/models/, or set base.weights to a local weights file "
-                f"(`make run WEIGHTS=path/to/file.weights.h5`, or `-S base.weights=...` with dvc exp run)"
-            ) from None
     path = Path(weights)
     if not path.is_file():
+        if path == Path(WEIGHTS_FILE):
+            raise StageError(f"{WEIGHTS_FILE} not found: run `dvc repro weights` first")
         raise StageError(f"base.weights {weights} not found: use imagenet, none, or the path of a VGG16 weights file")
     try:
         return keras.applications.VGG16(include_top=False, weights=str(path), input_shape=shape)
     except Exception as e:
-        reason = str(e).splitlines()[0][:200]
+        reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
         raise StageError(
-            f"base.weights {weights} could not be loaded into VGG16's conv base ({reason}): "
+            f"{weights} could not be loaded into VGG16's conv base ({reason}): "
             f"it must be a VGG16 include_top=False weights file (.weights.h5 or Keras' notop .h5)"
         ) from None
 

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from ruamel.yaml import YAML
 
 from tests.conftest import dvc, make_workspace, run, stages_run, update_params
 
@@ -20,7 +21,7 @@ def test_metrics_and_plots_diff_across_branches(workspace):
     run(workspace, "git", "checkout", "-q", "-b", "faster-head")
     update_params(workspace / "params.yaml", {"train_head": {"lr": 5.0e-3, "epochs": 2}})
     changed = dvc(workspace, "repro")
-    assert stages_run(changed.stdout) == {"train_head", "finetune", "evaluate", "curves", "visualize"}
+    assert stages_run(changed.stdout) == {"train_head", "evaluate", "curves"}
     run(workspace, "git", "add", "-A")
     run(workspace, "git", "commit", "-qm", "faster head")
 
@@ -44,14 +45,30 @@ def test_metrics_and_plots_diff_across_branches(workspace):
 
 
 def test_experiment_grid_shows_in_exp_show(workspace):
-    queued = dvc(workspace, "exp", "run", "--queue", "-S", "mnist.epochs=1,2", "-S", "mnist.lr=1e-3")
-    assert queued.stdout.count("Queued experiment") == 2
+    # The README's grid; DVC writes 1e-05 and 5e-05 into params.yaml, numbers in YAML 1.2.
+    queued = dvc(workspace, "exp", "run", "--queue", "-S", "train_head.lr=1e-5,2e-5,5e-5", "train_head")
+    assert queued.stdout.count("Queued experiment") == 3
     dvc(workspace, "exp", "run", "--run-all", "--jobs", "1")
     shown = json.loads(dvc(workspace, "exp", "show", "--json").stdout)
     experiments = [exp for rev in shown for branch in (rev.get("experiments") or []) for exp in branch["revs"]]
-    epochs = sorted(exp["data"]["params"]["params.yaml"]["data"]["mnist"]["epochs"] for exp in experiments)
-    assert epochs == [1, 2]
+    rates = sorted(exp["data"]["params"]["params.yaml"]["data"]["train_head"]["lr"] for exp in experiments)
+    assert rates == [1e-5, 2e-5, 5e-5]
     for exp in experiments:
-        assert 0 <= exp["data"]["metrics"]["metrics/mnist.json"]["data"]["accuracy"] <= 1
-    dvc(workspace, "exp", "run", "-S", "mnist.epochs=2", "mnist")
-    assert json.loads((workspace / "metrics/mnist.json").read_text())["accuracy"] >= 0
+        assert 0 <= exp["data"]["metrics"]["dvclive/train_head/metrics.json"]["data"]["eval"]["accuracy"] <= 1
+
+
+def test_exp_run_set_float_in_every_notation_on_every_training_stage(workspace):
+    rates = {"scratch": "5e-5", "scratch_augmented": "1e-05", "train_head": "0.00002",
+             "features_augmented": "5e-5", "finetune": "1e-05", "mnist": "0.00002"}
+    result = dvc(workspace, "exp", "run", *[arg for stage, rate in rates.items() for arg in ("-S", f"{stage}.lr={rate}")])
+    assert set(rates) <= stages_run(result.stdout)
+    for stage, rate in rates.items():
+        logged = YAML(typ="safe", pure=True).load((workspace / f"dvclive/{stage}/params.yaml").read_text())
+        assert isinstance(logged["lr"], float) and logged["lr"] == float(rate)
+    bad = dvc(workspace, "exp", "run", "-S", "train_head.lr=fast", "-S", "train_head.epochs=1.5", "train_head",
+              check=False)
+    assert bad.returncode != 0 and "Traceback" not in bad.stdout + bad.stderr
+    error = [line for line in (bad.stdout + bad.stderr).splitlines() if line.startswith("error: params.yaml")]
+    assert len(error) == 1 and "train_head.lr: should be a valid number (got 'fast')" in error[0]
+    assert "train_head.epochs: should be a valid integer (got 1.5)" in error[0]
+    run(workspace, "git", "checkout", "params.yaml")

@@ -12,7 +12,8 @@ from tests.conftest import dvc, make_workspace, REPO, run, stages_run, tamper_ke
 
 MODELS = {"scratch", "scratch_augmented", "head", "features_augmented", "finetuned"}
 TRAINING = {"scratch", "scratch_augmented", "train_head", "features_augmented", "finetune", "mnist"}
-ALL_STAGES = {"sample", "split", "features", "evaluate", "curves", "visualize"} | TRAINING
+ALL_STAGES = {"sample", "split", "weights", "features", "evaluate", "curves", "visualize"} | TRAINING
+VGG16_STAGES = {"features", "train_head", "features_augmented", "finetune", "evaluate", "curves", "visualize"}
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +49,8 @@ def test_every_output_exists_with_the_right_shape(workspace):
     rows = [line for line in summary if line.startswith("| `")]
     assert [row.split("`")[1] for row in rows] == ["scratch", "scratch_augmented", "head", "features_augmented", "finetuned"]
     assert "| 71% |" in rows[0] and "| 97% |" in rows[-1]
+    assert "| 1 of 30 (best 1) |" in rows[0] and "| 1 of 100 (best 1) |" in rows[-1]
+    assert "Data: the synthetic sample" in "\n".join(summary)
     scratch_count = small_convnet(48).count_params()
     assert f"| {scratch_count:,} ({scratch_count:,}) |" in rows[0]
     vgg_head = frozen_base_classifier(conv_base("none", 48), "vgg16", 256)
@@ -106,7 +109,7 @@ def test_scratch_param_reruns_scratch_and_evaluate_only(workspace):
     dvc(workspace, "repro")
 
 
-def test_head_param_reruns_head_finetune_evaluate_only(workspace):
+def test_head_param_reruns_head_evaluate_only(workspace):
     # Also: the archive is not read again (DVC knows its hash by size and mtime), and the
     # head trains under MirroredStrategy, one replica on a CPU.
     undo = tamper_keeping_size_and_mtime(workspace / "data/sample/train.zip")
@@ -115,11 +118,17 @@ def test_head_param_reruns_head_finetune_evaluate_only(workspace):
         changed = dvc(workspace, "repro")
     finally:
         undo()
-    assert stages_run(changed.stdout) == {"train_head", "finetune", "evaluate", "curves", "visualize"}
+    # finetune starts from features_augmented's head, as the book does: not from this one.
+    assert stages_run(changed.stdout) == {"train_head", "evaluate", "curves"}
     assert "train_head: MirroredStrategy over 1 replica(s)" in changed.stdout
     logged = yaml.safe_load((workspace / "dvclive/train_head/params.yaml").read_text())
     assert logged["distribute"] == "mirrored" and logged["lr"] == 1.0e-4
     assert json.loads((workspace / "dvclive/train_head/metrics.json").read_text())["step"] == 0
+    # Starting from train_head's head makes models/head.keras finetune's dep instead.
+    update_params(workspace / "params.yaml", {"finetune": {"start_from": "head"}})
+    assert stages_run(dvc(workspace, "repro").stdout) == {"finetune", "evaluate", "curves", "visualize"}
+    update_params(workspace / "params.yaml", {"train_head": {"lr": 2.0e-4}})
+    assert stages_run(dvc(workspace, "repro").stdout) == {"train_head", "finetune", "evaluate", "curves", "visualize"}
     run(workspace, "git", "checkout", "params.yaml")
     dvc(workspace, "repro")
 
@@ -127,9 +136,23 @@ def test_head_param_reruns_head_finetune_evaluate_only(workspace):
 def test_image_size_reruns_features_and_below(workspace):
     update_params(workspace / "params.yaml", {"image": {"size": 64}})
     changed = dvc(workspace, "repro")
-    assert stages_run(changed.stdout) == ALL_STAGES - {"sample", "split", "mnist"}
+    assert stages_run(changed.stdout) == ALL_STAGES - {"sample", "split", "weights", "mnist"}
     assert Image.open(workspace / "metrics/visualize/augmentation.png").size != (0, 0)
     assert np.load(workspace / "data/features/train_features.npy").shape == (16, 2, 2, 512)
+
+
+def test_new_weights_rerun_every_vgg16_stage_and_the_same_weights_nothing(workspace):
+    import keras
+    keras.utils.set_random_seed(3)
+    keras.applications.VGG16(include_top=False, weights=None).save_weights(workspace / "other.weights.h5")
+    update_params(workspace / "params.yaml", {"base": {"weights": "other.weights.h5"}})
+    changed = dvc(workspace, "repro")
+    assert stages_run(changed.stdout) == {"weights"} | VGG16_STAGES
+    assert "weights: other.weights.h5" in changed.stdout
+    assert stages_run(dvc(workspace, "repro", "-f", "weights").stdout) == {"weights"}  # the same bytes again
+    assert stages_run(dvc(workspace, "repro").stdout) == set()
+    run(workspace, "git", "checkout", "params.yaml")
+    dvc(workspace, "repro")
 
 
 def test_split_param_reruns_split_not_sample(workspace):

@@ -1,0 +1,142 @@
+"""The book's schedule on a CPU: today's plain path against the book-schedule levers, stage by stage.
+
+    python bench/book_schedule.py --weights PATH [--data ARCHIVE] [--workdir /tmp/dogs-vs-cats-book]
+
+In one throwaway workspace (the book's split of --data, the real photos in ../shared when
+present), every stage runs under two settings, one after the other:
+
+- plain: float32, no caches, no echo, no early stopping, fine-tuning from train_head's
+  head: what the pipeline did before the levers existed;
+- levers: the settings of `make book FAST=1` (the Makefile's FAST_LEVERS).
+
+Each training stage runs a few epochs (2 plain; echo + 1 with the levers, so a whole echo
+cycle is in the mean), and its DVCLive summary gives the first epoch's wall time and the
+mean of the others. The projection to the book's epochs is: the stage's wall time outside
+its epochs, plus the first epoch, plus the mean epoch times the rest of the book's epochs.
+Early stopping is left out of the projection: only a real run says when it stops.
+"""
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from tests.conftest import dvc, environment, make_workspace, update_params  # noqa: E402
+
+REAL_PHOTOS = REPO.parent / "shared/data/dogs-vs-cats-128px/train.zip"
+# Stage, the book's epochs (None: not a training stage), in the order they can run.
+STAGES = [("features", None), ("scratch", 30), ("scratch_augmented", 100), ("train_head", 30),
+          ("features_augmented", 30), ("finetune", 100)]
+TRAINING = [stage for stage, epochs in STAGES if epochs]
+PLAIN = {"features": {"precision": "float32"},
+         **{stage: {"precision": "float32", "early_stopping": 0} for stage in TRAINING},
+         "scratch": {"precision": "float32", "early_stopping": 0, "cache": False},
+         "scratch_augmented": {"precision": "float32", "early_stopping": 0, "cache": False},
+         "features_augmented": {"precision": "float32", "early_stopping": 0, "cache": False, "echo": 1},
+         "finetune": {"precision": "float32", "early_stopping": 0, "cache": False, "echo": 1, "start_from": "head"}}
+
+
+def fast_levers():
+    """The Makefile's FAST_LEVERS as params.yaml sections (one source of truth for both)."""
+    text = (REPO / "Makefile").read_text()
+    block = re.search(r"^FAST_LEVERS := (.*?)(?:\n\S|\n\n)", text, re.S | re.M).group(1)
+    stages = re.search(r"^TRAINING_STAGES := (.*)$", text, re.M).group(1).split()
+    block = block.replace("$(foreach stage,$(TRAINING_STAGES),-S $(stage).precision=bfloat16)",
+                          " ".join(f"-S {stage}.precision=bfloat16" for stage in stages))
+    levers = {}
+    for key, value in re.findall(r"-S (\S+?)=(\S+)", block):
+        section, name = key.split(".")
+        levers.setdefault(section, {})[name] = int(value) if value.isdigit() else value
+    return levers
+
+
+def cpu_description():
+    text = Path("/proc/cpuinfo").read_text()
+    model = re.search(r"^model name\s*:\s*(.*)$", text, re.M).group(1)
+    flags = set(re.search(r"^flags\s*:\s*(.*)$", text, re.M).group(1).split())
+    shown = sorted(f for f in flags if f.startswith(("avx512", "amx")) or f in ("avx2", "fma"))
+    return f"{model}; {len(re.findall(r'^processor', text, re.M))} cores; {' '.join(shown)}"
+
+
+def run_stage(workspace, stage):
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=workspace, env=environment(),
+                            capture_output=True, text=True)
+    if result.returncode:
+        raise SystemExit(f"{stage} failed:\n{result.stderr[-3000:]}")
+    return time.perf_counter() - started
+
+
+def measure(workspace, base, settings):
+    """Run every stage under params.yaml as committed plus `base` and `settings`; return
+    per stage its wall time and epoch times."""
+    results = {}
+    for stage, book_epochs in STAGES:
+        shutil.copy(REPO / "params.yaml", workspace / "params.yaml")
+        update_params(workspace / "params.yaml", base)
+        overrides = {section: dict(values) for section, values in settings.items()}
+        if book_epochs:
+            echo = overrides.get(stage, {}).get("echo", 1)
+            overrides.setdefault(stage, {})["epochs"] = max(2, echo + 1)
+            if stage == "finetune":
+                overrides[stage]["frozen_epochs"] = 0
+        update_params(workspace / "params.yaml", overrides)
+        wall = run_stage(workspace, stage)
+        result = {"wall_s": wall}
+        if book_epochs:
+            summary = json.loads((workspace / f"dvclive/{stage}/metrics.json").read_text())
+            epochs = overrides[stage]["epochs"]
+            first, mean = summary["first_epoch_s"], summary["epoch_s"]
+            outside = wall - first - mean * (epochs - 1)
+            result.update(epochs=epochs, first_epoch_s=first, epoch_s=mean,
+                          book_s=outside + first + mean * (book_epochs - 1))
+        else:
+            result["book_s"] = wall
+        results[stage] = result
+        print(f"  {stage}: {json.dumps({k: round(v, 1) for k, v in result.items()})}", flush=True)
+    return results
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--weights", required=True, help="VGG16 notop weights file")
+    parser.add_argument("--data", type=Path, default=REAL_PHOTOS if REAL_PHOTOS.is_file() else None)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/dogs-vs-cats-book"))
+    args = parser.parse_args()
+    if args.data is None:
+        sys.exit("error: no archive: pass --data path/to/train.zip (real photos)")
+    workspace = args.workdir
+    shutil.rmtree(workspace, ignore_errors=True)
+    base = {"data": {"archive": str(args.data.resolve())}, "base": {"weights": str(Path(args.weights).resolve())}}
+    make_workspace(workspace, base)
+    dvc(workspace, "repro", "split")
+    print(f"CPU: {cpu_description()}", flush=True)
+    levers = fast_levers()
+    print(f"levers: {levers}", flush=True)
+    results = {}
+    for name, settings in (("plain", PLAIN), ("levers", levers)):
+        print(f"{name}:", flush=True)
+        results[name] = measure(workspace, base, settings)
+
+    print("\n| stage | plain s/epoch | levers s/epoch | ratio | plain, book's epochs | levers, book's epochs | ratio |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for stage, _ in STAGES:
+        plain, fast = results["plain"][stage], results["levers"][stage]
+        per_epoch = (f"{plain['epoch_s']:.1f} | {fast['epoch_s']:.1f} | {plain['epoch_s'] / fast['epoch_s']:.2f}x"
+                     if "epoch_s" in plain else "- | - | -")
+        print(f"| {stage} | {per_epoch} | {plain['book_s'] / 60:.1f} min | {fast['book_s'] / 60:.1f} min | "
+              f"{plain['book_s'] / fast['book_s']:.2f}x |")
+    total_plain = sum(r["book_s"] for r in results["plain"].values())
+    total_fast = sum(r["book_s"] for r in results["levers"].values())
+    print(f"| all of the above | | | | {total_plain / 3600:.2f} h | {total_fast / 3600:.2f} h | "
+          f"{total_plain / total_fast:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
