@@ -58,8 +58,8 @@ def test_experiment_grid_shows_in_exp_show(workspace):
 
 
 def test_exp_run_set_float_in_every_notation_on_every_training_stage(workspace):
-    rates = {"scratch": "5e-5", "scratch_augmented": "1e-05", "train_head": "0.00002",
-             "features_augmented": "5e-5", "finetune": "1e-05", "mnist": "0.00002"}
+    rates = {"scratch": "5e-5", "scratch_augmented": "1e-05", "train_head": "0.00003",
+             "features_augmented": "5e-5", "finetune": "2e-05", "mnist": "0.00002"}
     result = dvc(workspace, "exp", "run", *[arg for stage, rate in rates.items() for arg in ("-S", f"{stage}.lr={rate}")])
     assert set(rates) <= stages_run(result.stdout)
     for stage, rate in rates.items():
