@@ -31,7 +31,7 @@ from tests.conftest import dvc, environment, make_workspace, update_params  # no
 
 REAL_PHOTOS = REPO.parent / "shared/data/dogs-vs-cats-128px/train.zip"
 # Stage, the book's epochs (None: not a training stage), in the order they can run.
-STAGES = [("features", None), ("scratch", 30), ("scratch_augmented", 100), ("train_head", 30),
+STAGES = [("weights", None), ("features", None), ("scratch", 30), ("scratch_augmented", 100), ("train_head", 30),
           ("features_augmented", 30), ("finetune", 100)]
 TRAINING = [stage for stage, epochs in STAGES if epochs]
 PLAIN = {"features": {"precision": "float32"},
