@@ -17,7 +17,7 @@ RUN_OVERRIDES := $(QUICK) $(if $(WEIGHTS),-S 'base.weights=$(WEIGHTS)')
 # `make mnist MNIST=path/to/mnist.npz` uses a local copy instead of Keras' download.
 MNIST ?=
 
-.PHONY: venv lock run book mnist report test bench clean-venv
+.PHONY: venv lock run book mnist submission report test bench clean-venv
 
 # The environment comes from lock files (every package pinned, with hashes): what `make
 # run` needs from requirements/run.lock; `make test` adds requirements/test.lock's extras.
@@ -41,7 +41,7 @@ lock: $(VENV)/.installed
 	$(UV) --extra test --extra bench -c requirements/test.lock -o requirements/bench.lock
 
 # The Dogs vs. Cats chain and its pictures (MNIST is its own chain: `make mnist`).
-DOGS_VS_CATS := evaluate curves visualize
+DOGS_VS_CATS := evaluate curves visualize export
 
 run: $(VENV)/.installed
 	dvc exp run $(RUN_OVERRIDES) $(DOGS_VS_CATS)
@@ -71,6 +71,13 @@ book: $(VENV)/.installed
 	dvc exp run $(BOOK_OVERRIDES) $(DOGS_VS_CATS)
 	dvc metrics show
 	cat metrics/summary.md
+
+# Kaggle's submission CSV from the model of the last `make run` or `make book` (its params
+# stay in params.yaml); SUBMISSION points it at the competition's dogs-vs-cats.zip or test1.zip.
+SUBMISSION ?=
+submission: $(VENV)/.installed
+	dvc exp run $(if $(SUBMISSION),-S 'submission.archive=$(SUBMISSION)') submission
+	head -3 submissions/submission.csv
 
 # Every `dvc plots` plot in one self-contained HTML file; prints its path last.
 report: $(VENV)/.installed

@@ -12,7 +12,7 @@ from typing import NamedTuple
 import keras
 import numpy as np
 
-from stages.nets import count_trainable  # importing nets also registers VGGPreprocess for load_model
+from stages.nets import count_trainable
 from stages.common import atomic_file, load_params, run, StageError, write_json
 from stages.images import image_dataset, list_images
 

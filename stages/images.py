@@ -33,15 +33,25 @@ def list_images(split, root=SPLIT_DIR):
     return paths, labels
 
 
-def load_image(path, size):
-    """Decode one file to a float32 size x size x 3 tensor of whole numbers 0..255.
+def resize(image, size):
+    """An RGB image (uint8 or float, 0..255) to a float32 size x size x 3 tensor of whole
+    numbers 0..255: how every model of the project sees a picture.
 
     Rounded to whole numbers so that an image kept in memory as uint8 (`load_images`)
     is exactly the image decoded again from disk.
     """
-    image = tf.io.decode_jpeg(tf.io.read_file(path), channels=3)
     image = tf.image.resize(image, (size, size), method="bilinear", antialias=True)
     return tf.round(tf.clip_by_value(image, 0.0, 255.0))
+
+
+def decode(jpeg, size):
+    """JPEG bytes (what `split` writes) to `resize`'s tensor."""
+    return resize(tf.io.decode_jpeg(jpeg, channels=3), size)
+
+
+def load_image(path, size):
+    """Decode one file of data/split to `resize`'s tensor."""
+    return decode(tf.io.read_file(path), size)
 
 
 def _fixed_parallelism(data):

@@ -21,26 +21,28 @@ PRECISION_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "mixed
 CPU_BFLOAT16_FLAGS = {"avx512_bf16", "amx_bf16"}  # /proc/cpuinfo flags of native bfloat16 arithmetic
 
 
-@keras.saving.register_keras_serializable(package="dogs_vs_cats")
-class VGGPreprocess(keras.layers.Layer):
-    """Pixel values 0..255 in, the conv base's expected input out.
+PREPROCESS_MODES = ("vgg16", "rescale")
+VGG16_MEAN_BGR = (103.939, 116.779, 123.68)  # keras.applications.vgg16.preprocess_input's ImageNet mean
+
+
+def preprocessing(mode):
+    """Pixel values 0..255 in, the conv base's expected input out, as a small model named
+    `preprocess`.
 
     `vgg16`: keras.applications.vgg16.preprocess_input (RGB->BGR, minus the ImageNet
     mean), what the ImageNet weights were trained with. `rescale`: the 1st edition's
-    1/255, kept to reproduce the book exactly.
+    1/255, kept to reproduce the book exactly. Built from Keras' own layers and ops only,
+    so a saved model loads with `keras.models.load_model` where this project is not
+    installed. It always computes in float32.
     """
-
-    def __init__(self, mode="vgg16", **kwargs):
-        super().__init__(**kwargs)
-        self.mode = choice(mode, ("vgg16", "rescale"), "base.preprocess")
-
-    def call(self, images):
-        if self.mode == "rescale":
-            return images / 255.0
-        return keras.applications.vgg16.preprocess_input(images)
-
-    def get_config(self):
-        return {**super().get_config(), "mode": self.mode}
+    choice(mode, PREPROCESS_MODES, "base.preprocess")
+    inputs = keras.Input((None, None, 3), dtype="float32")
+    if mode == "rescale":
+        outputs = keras.layers.Rescaling(1 / 255, dtype="float32")(inputs)
+    else:
+        bgr = keras.ops.flip(inputs, axis=-1)
+        outputs = keras.layers.Normalization(mean=VGG16_MEAN_BGR, variance=(1.0, 1.0, 1.0), dtype="float32")(bgr)
+    return keras.Model(inputs, outputs, name="preprocess")
 
 
 def count_trainable(model):
@@ -120,7 +122,7 @@ def feature_extractor(base, preprocess):
     precision the base computes in.
     """
     inputs = keras.Input(base.input_shape[1:])
-    features = base(VGGPreprocess(preprocess, dtype="float32")(inputs), training=False)
+    features = base(preprocessing(preprocess)(inputs), training=False)
     outputs = keras.layers.Activation("linear", dtype="float32", name="features")(features)
     return keras.Model(inputs, outputs, name="feature_extractor")
 
@@ -233,7 +235,7 @@ def stack(base, head, preprocess, name):
     """Raw pixels -> preprocessing -> conv base -> head, one end-to-end model."""
     inputs = keras.Input(base.input_shape[1:])
     # training=False keeps the base in inference mode even when its layers are unfrozen.
-    outputs = head(base(VGGPreprocess(preprocess)(inputs), training=False))
+    outputs = head(base(preprocessing(preprocess)(inputs), training=False))
     return keras.Model(inputs, outputs, name=name)
 
 

@@ -1,10 +1,12 @@
-"""Stage `sample`: a synthetic stand-in for Kaggle's `train.zip`, generated from a seed.
+"""Stage `sample`: synthetic stand-ins for Kaggle's `train.zip` and `test1.zip`, generated from a seed.
 
 Each picture is a cartoon cat or dog head on a cluttered background. The classes
 differ in a combination of cues (ear shape, muzzle, eyes, whiskers, head shape), and
 every cue is noisy: some dogs have upright ears, some cats a rounder face, fur colours
 and backgrounds are shared, heads turn, shrink and get partly hidden. A convnet can
-learn it; a single pixel statistic cannot.
+learn it; a single pixel statistic cannot. test1.zip holds `test_images` unlabelled
+pictures, test1/1.jpg, test1/2.jpg, ..., each a cat or a dog drawn by its seed, as
+Kaggle's test set is laid out.
 """
 
 import io
@@ -21,6 +23,8 @@ from tqdm import tqdm
 from stages.common import atomic_file, load_params, run, StageError
 
 OUTPUT = Path("data/sample/train.zip")
+TEST_OUTPUT = Path("data/sample/test1.zip")
+TEST_INDEX_OFFSET = 10**7  # test pictures are drawn with indices no train picture uses
 CLASSES = ("cat", "dog")
 # A fixed timestamp keeps the archive byte-identical from run to run.
 ZIP_DATE = (2013, 9, 25, 0, 0, 0)
@@ -160,26 +164,48 @@ def _draw_job(job):
     return draw_picture(*job)
 
 
-def write_sample(path, per_class, seed, min_side=200, max_side=500, workers=None):
-    if per_class < 1:
-        raise StageError(f"params.yaml: sample.per_class is {per_class}; it must be at least 1")
+def _check_sides(min_side, max_side):
     if not 16 <= min_side <= max_side:
         raise StageError("params.yaml: sample.min_side must be at least 16 and not above sample.max_side")
-    jobs = [(seed, kind, i, min_side, max_side) for kind in CLASSES for i in range(per_class)]
+
+
+def _write_zip(path, members, workers):
+    """Draw `members` [(name, job)] in parallel into a stored zip at `path`, atomically."""
     workers = workers or os.cpu_count() or 1
     with atomic_file(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as archive:
         with Pool(workers) as pool:
-            pictures = pool.imap(_draw_job, jobs, chunksize=16)
-            for (_, kind, i, _, _), data in tqdm(zip(jobs, pictures), total=len(jobs), desc="sample", unit="img"):
-                info = zipfile.ZipInfo(f"train/{kind}.{i}.jpg", date_time=ZIP_DATE)
+            pictures = pool.imap(_draw_job, [job for _, job in members], chunksize=16)
+            for (name, _), data in tqdm(zip(members, pictures), total=len(members), desc=str(path), unit="img"):
+                info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
                 info.external_attr = 0o644 << 16
                 archive.writestr(info, data)
+
+
+def write_sample(path, per_class, seed, min_side=200, max_side=500, workers=None):
+    if per_class < 1:
+        raise StageError(f"params.yaml: sample.per_class is {per_class}; it must be at least 1")
+    _check_sides(min_side, max_side)
+    _write_zip(path, [(f"train/{kind}.{i}.jpg", (seed, kind, i, min_side, max_side))
+                      for kind in CLASSES for i in range(per_class)], workers)
+
+
+def test_kinds(count, seed):
+    """The class of each synthetic test picture, id 1..count (the labels Kaggle keeps secret)."""
+    rng = np.random.default_rng([seed, 99])
+    return [CLASSES[k] for k in rng.integers(0, 2, count)]
+
+
+def write_test_sample(path, count, seed, min_side=200, max_side=500, workers=None):
+    _check_sides(min_side, max_side)
+    _write_zip(path, [(f"test1/{image_id}.jpg", (seed, kind, TEST_INDEX_OFFSET + image_id, min_side, max_side))
+                      for image_id, kind in enumerate(test_kinds(count, seed), start=1)], workers)
 
 
 def main():
     params = load_params()["sample"]
     write_sample(OUTPUT, params["per_class"], params["seed"], params["min_side"], params["max_side"])
-    print(f"wrote {OUTPUT}: {2 * params['per_class']} images")
+    write_test_sample(TEST_OUTPUT, params["test_images"], params["seed"], params["min_side"], params["max_side"])
+    print(f"wrote {OUTPUT}: {2 * params['per_class']} images; {TEST_OUTPUT}: {params['test_images']} images")
 
 
 if __name__ == "__main__":

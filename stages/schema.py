@@ -32,6 +32,7 @@ class Sample(Section):
     seed: Seed
     min_side: Count
     max_side: Count
+    test_images: Count
 
     @model_validator(mode="after")
     def sides_in_order(self):
@@ -134,6 +135,14 @@ class Visualize(Section):
     seed: Seed
 
 
+class Submission(Section):
+    archive: Annotated[StrictStr, Field(min_length=1)]
+    model: Literal["finetuned", "features_augmented", "scratch", "scratch_augmented"]
+    clip: Annotated[Union[StrictInt, StrictFloat], Field(ge=0, lt=0.5)]
+    tta: Annotated[StrictInt, Field(ge=1, le=12)]
+    batch_size: Count
+
+
 class Mnist(Training):
     npz: StrictStr
 
@@ -154,6 +163,7 @@ class Params(Section):
     evaluate: Evaluate
     curves: Curves
     visualize: Visualize
+    submission: Submission
     mnist: Mnist
 
 

@@ -31,6 +31,10 @@ CLASSES = {"cat": "cats", "dog": "dogs"}
 # here: warnings.catch_warnings() is not thread-safe, and images are checked in threads.)
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)  # Kaggle's prefix -> the book's folder
 IMAGE_NAME = re.compile(r"(cat|dog)\.(0|[1-9][0-9]*)\.jpg")
+# The largest member read: Kaggle's photos are under 1 MB; a member the zip header says is
+# larger is refused before a byte is inflated, and reading stops there if the header lied.
+MAX_MEMBER_BYTES = 64 * 2**20
+REZIP_HELP = "re-zip it with plain Deflate (`zip -r`), or extract it and point {param} at the inner zip"
 DOWNLOAD_HELP = (
     "download the competition with `kaggle competitions download -c dogs-vs-cats -p data/raw`, "
     "run `dvc add data/raw/dogs-vs-cats.zip` and set data.archive: data/raw/dogs-vs-cats.zip "
@@ -82,23 +86,36 @@ def _member_data_offset(file, info):
     return info.header_offset + 30 + name_length + extra_length
 
 
+def _copy_member(outer, info, target):
+    """Inflate one member of `outer` into the open file `target`, with a progress bar."""
+    with outer.open(info) as source, tqdm(total=info.file_size, unit="B", unit_scale=True,
+                                           desc=f"reading {info.filename}") as bar:
+        while chunk := source.read(1 << 20):
+            target.write(chunk)
+            bar.update(len(chunk))
+
+
 @contextmanager
-def open_archive(path):
-    """Open the images archive: a bare train.zip, or a competition zip holding train.zip."""
+def open_archive(path, inner="train.zip", names=IMAGE_NAME, param="data.archive", help=DOWNLOAD_HELP):
+    """Open an images archive: a bare `inner` zip (train.zip, test1.zip), or the competition
+    zip holding it. `names` matches the images' file names; `param` and `help` go into errors."""
     path = Path(path)
     if not path.is_file():
-        raise StageError(f"data.archive {path} not found: {DOWNLOAD_HELP}")
+        raise StageError(f"{param} {path} not found: {help}")
     with ExitStack() as stack:
         try:
             outer = stack.enter_context(zipfile.ZipFile(path))
         except (zipfile.BadZipFile, OSError) as e:
-            raise StageError(f"data.archive {path} is not a readable zip archive ({e}): {DOWNLOAD_HELP}") from None
-        names = outer.namelist()
-        inner = [n for n in names if PurePosixPath(n).name == "train.zip"]
-        if any(IMAGE_NAME.fullmatch(PurePosixPath(n).name) for n in names) or not inner:
+            raise StageError(f"{param} {path} is not a readable zip archive ({e}): {help}") from None
+        members = outer.namelist()
+        nested_names = [n for n in members if PurePosixPath(n).name == inner]
+        if any(names.fullmatch(PurePosixPath(n).name) for n in members) or not nested_names:
             yield outer
             return
-        info = outer.getinfo(inner[0])
+        info = outer.getinfo(nested_names[0])
+        where = f"{info.filename} inside {path}"
+        if info.flag_bits & 0x1:
+            raise StageError(f"{where} is encrypted (password-protected): {REZIP_HELP.format(param=param)}")
         if info.compress_type == zipfile.ZIP_STORED:
             file = stack.enter_context(open(path, "rb"))
             view = _Slice(file, _member_data_offset(file, info), info.file_size)
@@ -107,16 +124,18 @@ def open_archive(path):
             # A compressed member cannot be seeked cheaply: copy the one inner archive
             # (not its images) to a temporary file that disappears afterwards.
             nested = stack.enter_context(tempfile.TemporaryFile())
-            with outer.open(info) as source, tqdm(total=info.file_size, unit="B", unit_scale=True,
-                                                   desc=f"reading {inner[0]}") as bar:
-                while chunk := source.read(1 << 20):
-                    nested.write(chunk)
-                    bar.update(len(chunk))
+            try:
+                _copy_member(outer, info, nested)
+            except NotImplementedError as e:  # Deflate64, what Windows Explorer writes for large files
+                raise StageError(f"{where} uses a compression Python cannot read ({e}): "
+                                 f"{REZIP_HELP.format(param=param)}") from None
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
+                raise StageError(f"{where} could not be read ({e}): {help}") from None
             nested.seek(0)
         try:
             yield stack.enter_context(zipfile.ZipFile(nested))
         except zipfile.BadZipFile as e:
-            raise StageError(f"{inner[0]} inside {path} is not a readable zip archive ({e}): {DOWNLOAD_HELP}") from None
+            raise StageError(f"{where} is not a readable zip archive ({e}): {help}") from None
 
 
 def _unsafe_reason(info):
@@ -180,11 +199,21 @@ def check_image(data):
     return buffer.getvalue(), note
 
 
-def _read_member(archive, info):
+def read_member(archive, info, limit=MAX_MEMBER_BYTES):
+    """A member's bytes; BadImage if it is encrypted, unreadable or inflates past `limit`."""
+    too_large = f"too large: inflates to more than {limit:,} bytes"
+    if info.file_size > limit:
+        raise BadImage(too_large)
+    if info.flag_bits & 0x1:
+        raise BadImage("encrypted (password-protected) member")
     try:
-        return archive.read(info)
-    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError) as e:
+        with archive.open(info) as member:
+            data = member.read(limit + 1)
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError, RuntimeError) as e:
         raise BadImage(f"unreadable archive member ({e})") from None
+    if len(data) > limit:
+        raise BadImage(too_large)
+    return data
 
 
 def _check_member(read_result):
@@ -207,7 +236,7 @@ def choose_images(archive, infos, needed, pool, progress):
         raw = []
         for info in batch:
             try:
-                raw.append((_read_member(archive, info), None))
+                raw.append((read_member(archive, info), None))
             except BadImage as e:
                 raw.append((None, str(e)))
         for info, (data, note, error) in zip(batch, pool.map(_check_member, raw)):

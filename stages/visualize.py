@@ -22,7 +22,7 @@ import tensorflow as tf  # noqa: E402
 
 from stages.common import atomic_file, load_params, run, StageError  # noqa: E402
 from stages.images import list_images, load_image  # noqa: E402
-from stages.nets import augmentation, VGGPreprocess  # noqa: E402
+from stages.nets import augmentation  # noqa: E402
 
 MODEL = Path("models/finetuned.keras")
 PREDICTIONS = Path("metrics/eval/predictions/finetuned.json")
@@ -100,12 +100,11 @@ def filter_patterns(layer_model, preprocess, count, steps, size, seed):
 
 def model_parts(model):
     """The preprocessing layer, the VGG16 base and the head of the fine-tuned model."""
-    preprocess = next((layer for layer in model.layers if isinstance(layer, VGGPreprocess)), None)
     try:
-        base, head = model.get_layer("vgg16"), model.get_layer("head")
+        preprocess, base, head = (model.get_layer(name) for name in ("preprocess", "vgg16", "head"))
     except ValueError:
-        base = head = None
-    if preprocess is None or base is None:
+        preprocess = None
+    if preprocess is None:
         raise StageError(f"{MODEL} is not the fine-tuned VGG16 this project saves: run `dvc repro finetune`")
     return preprocess, base, head
 

@@ -19,7 +19,7 @@ BIN = Path(sys.executable).parent
 
 # Small enough for CI: 48 px images (the small convnet needs 46), 8/4/4 per class, one epoch, random VGG16 weights.
 TINY_PARAMS = {
-    "sample": {"per_class": 20, "min_side": 40, "max_side": 80},
+    "sample": {"per_class": 20, "min_side": 40, "max_side": 80, "test_images": 12},
     "split": {"train": 8, "validation": 4, "test": 4},
     "image": {"size": 48},
     "base": {"weights": "none"},
@@ -30,6 +30,7 @@ TINY_PARAMS = {
     "features_augmented": {"epochs": 1, "batch_size": 8},
     "finetune": {"epochs": 1, "batch_size": 8},
     "evaluate": {"batch_size": 8},
+    "submission": {"batch_size": 8},
     "visualize": {"layers": ["block1_conv1", "block3_conv1"], "channels": 4, "filters": 2, "ascent_steps": 2,
                   "ascent_size": 32, "gradcam_images": 2, "augmentations": 3, "most_wrong": 4},
     "mnist": {"npz": "mnist_small.npz", "epochs": 1, "batch_size": 16},

@@ -7,7 +7,7 @@ from stages import nets
 from stages.common import StageError
 from stages.features import extract
 from stages.nets import augmentation, conv_base, dense_head, feature_extractor, precision_policy, unfreeze_from, \
-    VGGPreprocess
+    preprocessing
 
 AUGMENT = {"rotation": 40, "width_shift": 0.2, "height_shift": 0.2, "shear": 0.2, "zoom": 0.2, "horizontal_flip": True}
 
@@ -106,15 +106,18 @@ def test_bad_weights_are_one_line_errors(tmp_path):
 
 
 def test_preprocessing_modes_and_serialisation(tmp_path):
-    images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
-    np.testing.assert_allclose(VGGPreprocess("rescale")(images), images / 255, rtol=1e-6)
-    np.testing.assert_allclose(VGGPreprocess("vgg16")(images),
-                               keras.applications.vgg16.preprocess_input(images.copy()), rtol=1e-5)
+    images = np.random.default_rng(0).uniform(0, 255, (2, 32, 40, 3)).astype("float32")
+    np.testing.assert_allclose(preprocessing("rescale")(images), images / 255, rtol=1e-6)
+    vgg16 = keras.applications.vgg16.preprocess_input(images.copy())
+    np.testing.assert_array_equal(preprocessing("vgg16")(images), vgg16)  # bit for bit
     with pytest.raises(StageError, match="base.preprocess"):
-        VGGPreprocess("caffe")
-    model = keras.Sequential([keras.Input((32, 32, 3)), VGGPreprocess("rescale")])
-    model.save(tmp_path / "m.keras")
-    assert keras.models.load_model(tmp_path / "m.keras").layers[0].mode == "rescale"
+        preprocessing("caffe")
+    with nets.precision_policy("bfloat16"):  # preprocessing stays float32 under a 16-bit policy
+        inside = keras.Sequential([keras.Input((32, 40, 3)), preprocessing("vgg16")])
+    inside.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert loaded.layers[0].name == "preprocess" and not loaded.count_params()
+    np.testing.assert_array_equal(loaded(images), vgg16)
 
 
 def test_augmentation_changes_training_batches_only():

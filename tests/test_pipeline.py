@@ -1,6 +1,7 @@
 """The whole DAG through DVC, in a throwaway git + DVC workspace with tiny params."""
 
 import json
+import zipfile
 
 import numpy as np
 import pytest
@@ -12,8 +13,9 @@ from tests.conftest import dvc, make_workspace, REPO, run, stages_run, tamper_ke
 
 MODELS = {"scratch", "scratch_augmented", "head", "features_augmented", "finetuned"}
 TRAINING = {"scratch", "scratch_augmented", "train_head", "features_augmented", "finetune", "mnist"}
-ALL_STAGES = {"sample", "split", "weights", "features", "evaluate", "curves", "visualize"} | TRAINING
-VGG16_STAGES = {"features", "train_head", "features_augmented", "finetune", "evaluate", "curves", "visualize"}
+USING = {"export", "submission"}  # the stages that use the fine-tuned model
+ALL_STAGES = {"sample", "split", "weights", "features", "evaluate", "curves", "visualize"} | TRAINING | USING
+VGG16_STAGES = {"features", "train_head", "features_augmented", "finetune", "evaluate", "curves", "visualize"} | USING
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +68,52 @@ def test_every_output_exists_with_the_right_shape(workspace):
     for stage in TRAINING - {"mnist"}:
         curves = json.loads((workspace / f"metrics/curves/{stage}.json").read_text())["curves"]
         assert len(curves) == 1 and curves[0]["smoothed_val_loss"] == curves[0]["val_loss"]
+
+
+# Run where this project cannot be imported: Keras and TensorFlow alone must read the models.
+KERAS_ALONE = """
+import sys
+sys.modules["stages"] = None
+import keras, numpy as np, tensorflow as tf
+inputs = dict(np.load(sys.argv[1]))
+outputs = {name: keras.models.load_model(f"models/{name}.keras").predict(inputs[name], verbose=0)
+           for name in inputs if not name.startswith("photo")}
+served = tf.saved_model.load("models/finetuned")
+outputs["served"] = np.array([served.serve(tf.constant(inputs[f"photo{i}"][None]))["p_dog"].numpy()[0]
+                              for i in range(sum(name.startswith("photo") for name in inputs))])
+np.savez(sys.argv[2], **outputs)
+"""
+
+
+def test_models_load_and_predict_with_keras_alone(workspace, tmp_path):
+    import keras
+    import tensorflow as tf
+    from stages.images import decode, load_image
+    paths = sorted(str(p) for p in (workspace / "data/split").rglob("*.jpg"))[:20]
+    images = np.stack([load_image(path, 48) for path in paths])
+    inputs = {name: images for name in ("scratch", "scratch_augmented", "features_augmented", "finetuned")}
+    inputs["head"] = np.load(workspace / "data/features/test_features.npy")
+    inputs["mnist"] = np.random.default_rng(0).integers(0, 256, (20, 28, 28, 1)).astype("float32")
+    photos = {f"photo{i}": tf.io.decode_jpeg(open(path, "rb").read(), channels=3).numpy() for i, path in enumerate(paths)}
+    np.savez(tmp_path / "inputs.npz", **inputs, **photos)
+    run(workspace, "python", "-I", "-c", KERAS_ALONE, str(tmp_path / "inputs.npz"), str(tmp_path / "outputs.npz"))
+    outputs = np.load(tmp_path / "outputs.npz")
+    for name, batch in inputs.items():
+        expected = keras.models.load_model(workspace / f"models/{name}.keras").predict(batch, verbose=0)
+        np.testing.assert_allclose(outputs[name], expected, atol=1e-5, err_msg=name)
+    # The SavedModel resizes uint8 photos of any size itself, as training does.
+    finetuned = keras.models.load_model(workspace / "models/finetuned.keras")
+    expected = finetuned.predict(np.stack([decode(open(path, "rb").read(), 48) for path in paths]), verbose=0).ravel()
+    np.testing.assert_allclose(outputs["served"], expected, atol=1e-5)
+    assert len({photo.shape for photo in photos.values()}) > 1
+
+
+def test_submission_covers_the_sample_test_set(workspace):
+    lines = (workspace / "submissions/submission.csv").read_text().splitlines()
+    assert lines[0] == "id,label" and [int(line.split(",")[0]) for line in lines[1:]] == list(range(1, 13))
+    assert all(0.005 <= float(line.split(",")[1]) <= 0.995 for line in lines[1:])
+    with zipfile.ZipFile(workspace / "data/sample/test1.zip") as archive:
+        assert sorted(archive.namelist(), key=lambda n: int(n[6:-4])) == [f"test1/{i}.jpg" for i in range(1, 13)]
 
 
 def test_visualize_writes_every_picture(workspace):
@@ -126,9 +174,9 @@ def test_head_param_reruns_head_evaluate_only(workspace):
     assert json.loads((workspace / "dvclive/train_head/metrics.json").read_text())["step"] == 0
     # Starting from train_head's head makes models/head.keras finetune's dep instead.
     update_params(workspace / "params.yaml", {"finetune": {"start_from": "head"}})
-    assert stages_run(dvc(workspace, "repro").stdout) == {"finetune", "evaluate", "curves", "visualize"}
+    assert stages_run(dvc(workspace, "repro").stdout) == {"finetune", "evaluate", "curves", "visualize"} | USING
     update_params(workspace / "params.yaml", {"train_head": {"lr": 2.0e-4}})
-    assert stages_run(dvc(workspace, "repro").stdout) == {"train_head", "finetune", "evaluate", "curves", "visualize"}
+    assert stages_run(dvc(workspace, "repro").stdout) == {"train_head", "finetune", "evaluate", "curves", "visualize"} | USING
     run(workspace, "git", "checkout", "params.yaml")
     dvc(workspace, "repro")
 

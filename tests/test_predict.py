@@ -1,0 +1,153 @@
+"""`python -m stages.predict` and the `submission` stage, on a tiny model whose answer is the colour."""
+
+import csv
+import random
+import zipfile
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from stages.common import StageError
+from stages.predict import classify, main, predict_batch, TTA_VIEWS, tta_views
+from stages.submission import write_submission
+from tests.conftest import jpeg_bytes, write_zip
+
+RED, BLUE = (220, 30, 30), (30, 30, 220)
+
+
+@pytest.fixture(scope="module")
+def colour_model(tmp_path_factory):
+    """P(dog) rises with red and falls with blue: red pictures are dogs."""
+    model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Rescaling(1 / 255),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(1, activation="sigmoid")])
+    model.layers[-1].set_weights([np.array([[6.0], [0.0], [-6.0]]), np.zeros(1)])
+    path = tmp_path_factory.mktemp("model") / "colour.keras"
+    model.save(path)
+    return path
+
+
+def write_image(path, colour, fmt="JPEG", mode="RGB"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, (50, 40), colour).save(path, format=fmt)
+    return path
+
+
+def test_folder_prints_every_good_image_and_one_line_per_bad_one(tmp_path, colour_model, capsys):
+    photos = tmp_path / "photos"
+    write_image(photos / "red.jpg", RED)
+    write_image(photos / "blue.JPG", BLUE)
+    write_image(photos / "nested/png_named.jpg", 200, fmt="PNG", mode="L")  # grey PNG named .jpg: converted
+    (photos / "empty.jpg").write_bytes(b"")
+    (photos / "corrupt.jpg").write_bytes(jpeg_bytes()[:40] + b"\x00" * 50)
+    (photos / "notes.txt").write_text("not an image, not listed")
+    out = tmp_path / "predictions.csv"
+    assert main([str(photos), "--model", str(colour_model), "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["file", "P(dog)", "label"] and len(lines) == 6
+    by_file = {line.split()[0].removeprefix(str(photos) + "/"): line.split(maxsplit=1)[1] for line in lines[1:]}
+    assert by_file["red.jpg"].endswith("dog") and by_file["blue.JPG"].endswith("cat")
+    assert by_file["nested/png_named.jpg"].split()[-1] in ("cat", "dog")
+    assert "skipped: empty file" in by_file["empty.jpg"]
+    assert "skipped:" in by_file["corrupt.jpg"]
+    rows = list(csv.DictReader(open(out)))
+    assert [row["file"] for row in rows] == [line.split()[0] for line in lines[1:]]
+    assert [row["skipped"] != "" for row in rows] == [row["p_dog"] == "" for row in rows]
+    assert sum(row["p_dog"] != "" for row in rows) == 3
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_zip_and_single_files_and_missing_paths(tmp_path, colour_model, capsys):
+    archive = write_zip(tmp_path / "photos.zip", {"a/red.jpg": jpeg_bytes(RED), "b/blue.jpeg": jpeg_bytes(BLUE),
+                                                  "readme.md": b"ignored"})
+    single = write_image(tmp_path / "one.png", RED, fmt="PNG")
+    assert main([str(archive), str(single), "--model", str(colour_model)]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    assert [line.split()[0] for line in lines] == [f"{archive}:a/red.jpg", f"{archive}:b/blue.jpeg", str(single)]
+    assert [line.split()[-1] for line in lines] == ["dog", "cat", "dog"]
+    assert main([str(tmp_path / "missing.jpg"), "--model", str(colour_model)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "missing.jpg not found" in error
+    assert main([str(single), "--model", str(tmp_path / "absent.keras")]) == 1
+    assert "absent.keras not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(single), "--tta", str(len(TTA_VIEWS) + 1)])
+    assert exit_info.value.code == 2
+
+
+def test_tta_averages_the_image_and_its_mirror(colour_model):
+    model = keras.models.load_model(colour_model)
+    images = np.zeros((2, 32, 32, 3), np.uint8)
+    images[:, :, :16, 0] = 255  # red on the left half only
+    images[:, :8] = 0  # and not in the top rows: crops see different amounts of red
+    views = tta_views(images.astype(np.float32), len(TTA_VIEWS))
+    assert len(views) == 12 and all(view.shape == (2, 32, 32, 3) for view in views)
+    np.testing.assert_array_equal(views[1], images[:, :, ::-1].astype(np.float32))
+    single = [model.predict_on_batch(view.numpy() if hasattr(view, "numpy") else view).ravel() for view in views]
+    np.testing.assert_allclose(predict_batch(model, images, 2), (single[0] + single[1]) / 2, atol=1e-6)
+    np.testing.assert_allclose(predict_batch(model, images, 12), np.mean(single, axis=0), atol=1e-6)
+    assert not np.allclose(single[2], single[4])  # the crops differ
+    with pytest.raises(StageError, match="1 to 12 views"):
+        tta_views(images.astype(np.float32), 0)
+
+
+def test_predictions_stream(colour_model):
+    read = []
+
+    def sources():
+        for i in range(1000):
+            read.append(i)
+            yield f"{i}.jpg", jpeg_bytes(RED), None
+
+    predictions = classify(sources(), keras.models.load_model(colour_model), batch_size=4)
+    first = next(predictions)
+    assert first.name == "0.jpg" and first.label == "dog"
+    assert len(read) <= 5  # one batch read ahead of the first answer, not the whole input
+
+
+def competition_zip(tmp_path, ids, bad=(), shuffle_seed=0):
+    """dogs-vs-cats.zip: train.zip, sampleSubmission.csv and a deflated test1.zip holding
+    test1/<id>.jpg in a shuffled order (even ids red, odd ids blue)."""
+    order = list(ids)
+    random.Random(shuffle_seed).shuffle(order)
+    members = {f"test1/{i}.jpg": b"\xff\xd8 not a jpeg" if i in bad else jpeg_bytes(RED if i % 2 == 0 else BLUE)
+               for i in order}
+    members["test1/"] = b""
+    inner = write_zip(tmp_path / "test1.zip", members)
+    outer = tmp_path / "dogs-vs-cats.zip"
+    with zipfile.ZipFile(outer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.write(inner, "test1.zip")
+        archive.writestr("train.zip", b"")
+        archive.writestr("sampleSubmission.csv", "id,label\n")
+    return outer
+
+
+def test_submission_has_a_row_per_id_in_numeric_order(tmp_path, colour_model):
+    archive = competition_zip(tmp_path, range(1, 16), bad={7})
+    out = tmp_path / "submissions/submission.csv"
+    rows, skipped = write_submission(archive, str(colour_model), out, clip=0.01, batch_size=4)
+    assert rows == 15 and [image_id for image_id, _ in skipped] == ["7"]
+    lines = out.read_text().splitlines()
+    assert lines[0] == "id,label" and len(lines) == 16
+    table = [(int(i), float(p)) for i, p in (line.split(",") for line in lines[1:])]
+    assert [i for i, _ in table] == list(range(1, 16))  # 2 before 10: numeric, not text order
+    for image_id, p in table:
+        assert 0.01 <= p <= 0.99
+        if image_id == 7:
+            assert p == 0.5
+        else:
+            assert (p > 0.5) == (image_id % 2 == 0)
+    # The bare test1.zip gives the same file.
+    again = tmp_path / "again.csv"
+    write_submission(tmp_path / "test1.zip", str(colour_model), again, clip=0.01, batch_size=7)
+    assert again.read_text() == out.read_text()
+
+
+def test_submission_errors_are_one_line(tmp_path, colour_model):
+    with pytest.raises(StageError, match="submission.archive .*missing.zip not found.*kaggle competitions download"):
+        write_submission(tmp_path / "missing.zip", str(colour_model), tmp_path / "s.csv")
+    empty = write_zip(tmp_path / "test1.zip", {"test1/cat.1.jpg": jpeg_bytes()})
+    with pytest.raises(StageError, match="holds no test1/<id>.jpg images"):
+        write_submission(empty, str(colour_model), tmp_path / "s.csv")
+    assert not (tmp_path / "s.csv").exists()
