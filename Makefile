@@ -41,7 +41,7 @@ lock: $(VENV)/.installed
 	$(UV) --extra test --extra bench -c requirements/test.lock -o requirements/bench.lock
 
 # The Dogs vs. Cats chain and its pictures (MNIST is its own chain: `make mnist`).
-DOGS_VS_CATS := evaluate curves visualize export
+DOGS_VS_CATS := summary visualize export
 
 run: $(VENV)/.installed
 	dvc exp run $(RUN_OVERRIDES) $(DOGS_VS_CATS)
@@ -79,10 +79,10 @@ submission: $(VENV)/.installed
 	dvc exp run $(if $(SUBMISSION),-S 'submission.archive=$(SUBMISSION)') submission
 	head -3 submissions/submission.csv
 
-# Every `dvc plots` plot in one self-contained HTML file; prints its path last.
+# Every `dvc plots` plot in one self-contained HTML file, the ladder first (`dvc plots show
+# --html-template`); prints its path last.
 report: $(VENV)/.installed
-	dvc plots show --out dvc_plots > /dev/null
-	python -m report.build dvc_plots/index.html dvc_plots/report.html
+	python -m report.build dvc_plots/report.html
 
 test: $(VENV)/.test-installed
 	pytest $(PYTEST_ARGS)

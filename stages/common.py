@@ -3,11 +3,16 @@
 import contextlib
 import json
 import os
+import re
 import shutil
+import signal
 import sys
 from pathlib import Path
 
 PARAMS_FILE = Path("params.yaml")
+OUTPUT_ROOTS = ("data", "models", "metrics", "dvclive", "submissions")  # where stages write
+# What atomic_file and atomic_dir leave behind when a process is killed before it cleans up.
+DEBRIS = re.compile(r"\.(tmp|old)-(\d+)-")
 
 
 class StageError(Exception):
@@ -42,41 +47,129 @@ def choice(value, allowed, name):
     return value
 
 
+def stage_specs(module_path):
+    """The dvc.yaml specs of the stages `python -m stages.<name>` runs, for the module at
+    `module_path` (a foreach stage's body, with its ${...} left in)."""
+    from ruamel.yaml import YAML
+    name = Path(module_path).stem
+    dvc_yaml = Path(module_path).resolve().parent.parent / "dvc.yaml"
+    stages = YAML(typ="safe", pure=True).load(dvc_yaml.read_text())["stages"] if dvc_yaml.is_file() else {}
+    specs = (spec.get("do", spec) for spec in stages.values())
+    return [spec for spec in specs if spec.get("cmd", "").split()[:3] == ["python", "-m", f"stages.{name}"]]
+
+
+def _paths(entries):
+    return [next(iter(entry)) if isinstance(entry, dict) else entry for entry in entries]
+
+
 def stage_help(module_path, doc):
     """What `python -m stages.<name> --help` prints: the module's docstring, then what the
     stage reads, writes and which params it uses, as dvc.yaml declares them."""
-    from ruamel.yaml import YAML
     name = Path(module_path).stem
     lines = [f"usage: python -m stages.{name} [-h]   (or: dvc repro {name})", "", (doc or "").strip()]
-    dvc_yaml = Path(module_path).resolve().parent.parent / "dvc.yaml"
-    stages = YAML(typ="safe", pure=True).load(dvc_yaml.read_text())["stages"] if dvc_yaml.is_file() else {}
-    for stage, spec in stages.items():
-        if spec.get("cmd") == f"python -m stages.{name}":
-            outs = [next(iter(o)) if isinstance(o, dict) else o for o in spec.get("outs", []) + spec.get("metrics", [])]
-            for title, entries in (("reads (dvc.yaml deps)", spec.get("deps", [])), ("writes (outs)", outs),
-                                   ("params (params.yaml)", spec.get("params", []))):
-                lines += ["", f"{title}:"] + [f"  {entry}" for entry in entries]
+    for spec in stage_specs(module_path):
+        outs = _paths(spec.get("outs", []) + spec.get("metrics", []))
+        for title, entries in (("reads (dvc.yaml deps)", spec.get("deps", [])), ("writes (outs)", outs),
+                               ("params (params.yaml)", spec.get("params", []))):
+            lines += ["", f"{title}:"] + [f"  {entry}" for entry in entries]
     return "\n".join(lines)
 
 
-def run(main):
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what `kill` and `timeout` send), handled like Ctrl-C: temporaries are removed."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+def stage_outputs(module_path):
+    """The outs and metrics dvc.yaml declares for the stage of `module_path` (not a foreach
+    stage's, whose paths come as arguments)."""
+    outputs = [path for spec in stage_specs(module_path) for path in _paths(spec.get("outs", []) + spec.get("metrics", []))]
+    return [Path(path) for path in outputs if "${" not in str(path)]
+
+
+def check_writable(outputs):
+    """Fail before any work when an output cannot be written: its folder (or the nearest
+    existing one above it) is read-only, or it exists and is read-only itself."""
+    for output in map(Path, outputs):
+        folder = output.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        blocked = [path for path in (folder, output) if path.exists() and not os.access(path, os.W_OK)]
+        if blocked:
+            raise StageError(f"{blocked[0]} is not writable, so {output} cannot be written: "
+                             f"make it writable (chmod u+w {blocked[0]}) and run again")
+
+
+def sweep_debris(roots=OUTPUT_ROOTS):
+    """Remove the temporaries of killed runs: `.tmp-<pid>-*` and `.old-<pid>-*` entries whose
+    process is gone (those of a live process, such as a stage running beside this one, stay)."""
+    for root in map(Path, roots):
+        if not root.is_dir():
+            continue
+        for folder, dirs, files in os.walk(root):
+            for name in dirs + files:
+                match = DEBRIS.match(name)
+                if match and not _alive(int(match.group(2))):
+                    path = Path(folder) / name
+                    if path.is_dir() and not path.is_symlink():
+                        shutil.rmtree(path, ignore_errors=True)
+                    else:
+                        path.unlink(missing_ok=True)
+            dirs[:] = [d for d in dirs if not DEBRIS.match(d)]
+
+
+def _alive(pid):
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
+def run(main, arguments=False):
     """Entry point of every stage: `-h`/`--help` prints what it does; a StageError becomes
-    `error: ...` and exit status 1."""
-    arguments = sys.argv[1:]
-    if arguments:
-        if arguments[0] in ("-h", "--help"):
+    `error: ...` and exit status 1; Ctrl-C and SIGTERM remove what was half-written and
+    exit 130 and 143. Before the work: the temporaries of killed runs are swept and every
+    output is checked to be writable. Params come from params.yaml; only a stage that says
+    so (`arguments`) takes command-line arguments, the paths dvc.yaml passes it."""
+    given = sys.argv[1:]
+    if given:
+        if given[0] in ("-h", "--help"):
             print(stage_help(sys.argv[0], sys.modules["__main__"].__doc__))
             sys.exit(0)
+    if given and not arguments:
         print(f"error: {Path(sys.argv[0]).stem} takes no arguments (params come from params.yaml): "
               f"see `python -m stages.{Path(sys.argv[0]).stem} --help`", file=sys.stderr)
         sys.exit(2)
+    signal.signal(signal.SIGTERM, _terminate)
     try:
+        sweep_debris()
+        check_writable(stage_outputs(sys.argv[0]))
         main()
     except StageError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
+    except Exception as e:
+        # Out of memory (Python's, or TensorFlow's ResourceExhaustedError): a resource to
+        # lower, not a broken input.
+        if not isinstance(e, MemoryError) and type(e).__name__ != "ResourceExhaustedError":
+            raise
+        reason = (getattr(e, "message", None) or str(e) or type(e).__name__).splitlines()[0][:160]
+        print(f"error: out of memory ({reason}): lower image.size or the stage's batch_size in params.yaml",
+              file=sys.stderr)
+        sys.exit(1)
+    except Terminated:
+        print("terminated: nothing half-written was left", file=sys.stderr)
+        sys.exit(143)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("interrupted: nothing half-written was left", file=sys.stderr)
         sys.exit(130)
 
 

@@ -41,6 +41,8 @@ def extract(model, paths, size, batch_size, features_path):
                 output = np.ascontiguousarray(model.predict_on_batch(images), dtype="<f4")
                 out.write(output.data)
                 written += len(output)
+        except tf.errors.ResourceExhaustedError:
+            raise  # out of memory: `run` says so; the images are fine
         except tf.errors.OpError as e:
             # The split stage checks every image; an unreadable one means data/split was changed by hand.
             last = paths[min(written + batch_size, len(paths)) - 1]

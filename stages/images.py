@@ -2,6 +2,7 @@
 
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,15 @@ SPLIT_DIR = Path("data/split")
 CLASS_FOLDERS = ("cats", "dogs")  # label 0 and 1, as flow_from_directory orders them
 
 
+SPLIT_NAME = re.compile(r"(cat|dog)\.(0|[1-9][0-9]*)\.jpg")  # what `split` writes
+
+
 def _index(path):
-    return int(path.name.split(".")[1])
+    match = SPLIT_NAME.fullmatch(path.name)
+    if not match:
+        raise StageError(f"{path} is not a file `split` writes (cat.<n>.jpg, dog.<n>.jpg): remove it, "
+                         f"or run `dvc checkout {SPLIT_DIR}` (or `dvc repro --force split`) to restore the split")
+    return int(match.group(2))
 
 
 def list_images(split, root=SPLIT_DIR):
@@ -25,7 +33,7 @@ def list_images(split, root=SPLIT_DIR):
         directory = Path(root) / split / folder
         if not directory.is_dir():
             raise StageError(f"{directory} not found: run `dvc repro split` first")
-        files = sorted(directory.glob("*.jpg"), key=_index)
+        files = sorted((p for p in directory.iterdir() if not p.name.startswith(".")), key=_index)
         paths += [str(p) for p in files]
         labels += [label] * len(files)
     if not paths:

@@ -171,6 +171,30 @@ def list_candidates(archive):
     return candidates, skipped, ignored
 
 
+WIDE_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}  # 16-bit, 32-bit integer and float grey
+
+
+def to_8_bits(image):
+    """A 16-bit, 32-bit integer or float grey image as 8-bit grey ("L"), scaled by the range
+    its values use: 16 bits (0..65535, also in a 32-bit container), 32 bits (0..2**31-1),
+    floats in 0..1 or 0..255. Pillow's own conversion clips instead: a 16-bit mid grey
+    becomes white. Anything else raises BadImage."""
+    import numpy as np
+    values = np.asarray(image, dtype=np.float64)
+    low, high = (values.min(), values.max()) if values.size else (0.0, 0.0)
+    if low < 0 or not np.isfinite(high):
+        raise BadImage(f"{image.mode} image with values outside 0..{high:g}: save it as 8-bit")
+    if image.mode == "F":
+        if high > 255:
+            raise BadImage(f"float image with values up to {high:g}, not 0..1 or 0..255: save it as 8-bit")
+        scale = 255.0 if high <= 1 else 1.0
+    else:
+        scale = 255 / 65535 if image.mode.startswith("I;16") or high <= 65535 else 255 / (2**31 - 1)
+    converted = Image.fromarray(np.clip(np.rint(values * scale), 0, 255).astype(np.uint8), mode="L")
+    converted.info["from"] = f"{image.format} {image.mode}"
+    return converted
+
+
 def check_image(data):
     """Decode once. Return (JPEG bytes to write, note or None); raise BadImage if unusable."""
     if not data:
@@ -191,6 +215,9 @@ def check_image(data):
     if image.format == "JPEG" and image.mode == "RGB":
         return data, None
     note = f"{image.format} {image.mode} converted to RGB JPEG"
+    if image.mode in WIDE_MODES:
+        image = to_8_bits(image)
+        note = f"{image.info['from']} scaled to 8 bits and converted to RGB JPEG"
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         white = Image.new("RGBA", image.size, (255, 255, 255, 255))
         image = Image.alpha_composite(white, image.convert("RGBA"))
@@ -205,7 +232,7 @@ def read_member(archive, info, limit=MAX_MEMBER_BYTES):
     if info.file_size > limit:
         raise BadImage(too_large)
     if info.flag_bits & 0x1:
-        raise BadImage("encrypted (password-protected) member")
+        raise BadImage("encrypted member (password-protected)")
     try:
         with archive.open(info) as member:
             data = member.read(limit + 1)
@@ -250,6 +277,18 @@ def choose_images(archive, infos, needed, pool, progress):
     return chosen, skipped, converted
 
 
+def why_unusable(skipped, ignored):
+    """What was not usable, by reason, with an example of each: part of a one-line error."""
+    groups = {}
+    for item in skipped:
+        groups.setdefault(item["reason"].split(" (")[0], []).append(item["member"])
+    parts = [f"{len(members)} {reason} (e.g. {members[0]})" for reason, members in groups.items()]
+    if ignored:
+        parts.append(f"{len(ignored)} members ignored: names not like train/cat.<n>.jpg or train/dog.<n>.jpg "
+                     f"(e.g. {', '.join(ignored[:2])})")
+    return "; " + "; ".join(parts) if parts else ""
+
+
 def make_split(archive_path, counts, order="book", seed=0, output=OUTPUT, report=REPORT):
     """Write the split and its report; `counts` maps each split name to images per class."""
     for name in SPLITS:
@@ -268,9 +307,9 @@ def make_split(archive_path, counts, order="book", seed=0, output=OUTPUT, report
             summary["skipped"] += skipped
             summary["converted"] += converted
             if len(chosen) < needed:
-                example = f"; {len(skipped)} unusable, e.g. {skipped[0]['member']}: {skipped[0]['reason']}" if skipped else ""
                 raise StageError(
-                    f"data.archive {archive_path} has {len(chosen)} usable {kind} images{example}; "
+                    f"data.archive {archive_path} has {len(chosen)} usable {kind} images"
+                    f"{why_unusable(summary['skipped'], ignored)}; "
                     f"split.train + split.validation + split.test asks for {needed}: "
                     f"lower those counts in params.yaml or use a larger archive")
             start = 0

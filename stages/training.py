@@ -14,7 +14,7 @@ from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 from tqdm import tqdm
 
-from stages.common import atomic_file, choice, StageError
+from stages.common import atomic_dir, atomic_file, choice, StageError
 from stages.images import array_dataset, image_dataset, list_images, load_images
 from stages.nets import augmentation, count_trainable, has_gpu, recast, precision_policy
 
@@ -81,9 +81,9 @@ def image_data(size, batch_size, seed, cached):
     return {"x": train, "validation_data": validation, "shuffle": False}  # tf.data shuffles
 
 
-def open_live(stage, params):
-    """One DVCLive folder per training stage, declared in dvc.yaml (so no dvc.yaml of its own)."""
-    live = Live(f"dvclive/{stage}", dvcyaml=None, save_dvc_exp=False)
+def open_live(directory, params):
+    """A DVCLive log in `directory`, declared in dvc.yaml (so no dvc.yaml of its own)."""
+    live = Live(str(directory), dvcyaml=None, save_dvc_exp=False)
     live.log_params(params)
     return live
 
@@ -99,6 +99,9 @@ class LiveCallback(DVCLiveCallback):
         pass
 
 
+KEPT_METRICS = {"loss", "accuracy", "val_loss", "val_accuracy"}
+
+
 class KeepBest(keras.callbacks.Callback):
     """Remember the weights of `model` at the epoch with the lowest `monitor`, across fit()
     calls, and stop training after `patience` epochs without a new best (0: never).
@@ -110,6 +113,7 @@ class KeepBest(keras.callbacks.Callback):
         super().__init__()
         self.kept, self.patience, self.monitor = model, patience, monitor
         self.best, self.best_weights, self.best_epoch, self.last_epoch = float("inf"), None, None, 0
+        self.best_logs = {}  # the kept epoch's metrics (the last epoch's when nothing is monitored)
         self.stopped = False
         self.epoch_ends = [time.perf_counter()]  # wall clock: the start, then the end of every epoch
 
@@ -118,9 +122,11 @@ class KeepBest(keras.callbacks.Callback):
         self.last_epoch = epoch + 1
         value = (logs or {}).get(self.monitor)
         if value is None:
+            self.best_logs = dict(logs or {})
             return
         if value < self.best:
             self.best, self.best_weights, self.best_epoch = value, self.kept.get_weights(), epoch + 1
+            self.best_logs = dict(logs)
         elif self.patience and epoch + 1 - self.best_epoch >= self.patience:
             self.stopped = self.model.stop_training = True
 
@@ -166,41 +172,52 @@ def train(stage, model, data, phases, params, augment=None, loss="binary_crossen
         trainer = keras.Sequential([keras.Input(trainer.input_shape[1:]), augmentation(augment, params.get("seed")),
                                     trainer], name=f"{stage}_trainer")
     started = time.perf_counter()
-    with open_live(stage, params) as live:
-        done = 0
-        for phase in phases:
-            if phase.epochs <= 0 or best.stopped:
-                continue
-            if phase.prepare:
-                phase.prepare()
-            # Changes to `trainable` only take effect after compiling again.
-            trainer.compile(optimizer=keras.optimizers.RMSprop(learning_rate=phase.lr), loss=loss, metrics=["accuracy"])
-            callbacks = [LiveCallback(live=live), best]
-            if callable(data):
-                for epoch in range(done, done + phase.epochs):
-                    trainer.fit(**data(epoch), initial_epoch=epoch, epochs=epoch + 1, callbacks=callbacks,
-                                verbose=fit_verbosity())
-                    if best.stopped:
-                        break
-            else:
-                trainer.fit(**data, initial_epoch=done, epochs=done + phase.epochs, callbacks=callbacks,
-                            verbose=fit_verbosity())
-            done = best.last_epoch
-        best.restore()
-        live.summary["best_epoch"] = best.best_epoch or done
-        live.summary["epochs_run"] = done
-        live.summary["train_time_s"] = round(time.perf_counter() - started, 1)
-        # Wall time of the first epoch (with tracing and caches) and the mean of the rest:
-        # what bench/book_schedule.py compares.
-        durations = np.diff(best.epoch_ends)
-        if len(durations):
-            live.summary["first_epoch_s"] = round(float(durations[0]), 2)
-        if len(durations) > 1:
-            live.summary["epoch_s"] = round(float(durations[1:].mean()), 2)
     output = Path(output or f"models/{stage}.keras")
-    saved = recast(model, "float32")
-    with atomic_file(output) as tmp:
-        saved.save(tmp)
+    # The log is written to a temporary folder and moved into dvclive/<stage> with the model:
+    # a killed run leaves neither a half-written log nor a log of a model it did not save.
+    with atomic_dir(f"dvclive/{stage}") as logs:
+        with open_live(logs, params) as live:
+            done = 0
+            for phase in phases:
+                if phase.epochs <= 0 or best.stopped:
+                    continue
+                if phase.prepare:
+                    phase.prepare()
+                # Changes to `trainable` only take effect after compiling again.
+                trainer.compile(optimizer=keras.optimizers.RMSprop(learning_rate=phase.lr), loss=loss,
+                                metrics=["accuracy"])
+                callbacks = [LiveCallback(live=live), best]
+                if callable(data):
+                    for epoch in range(done, done + phase.epochs):
+                        trainer.fit(**data(epoch), initial_epoch=epoch, epochs=epoch + 1, callbacks=callbacks,
+                                    verbose=fit_verbosity())
+                        if best.stopped:
+                            break
+                else:
+                    trainer.fit(**data, initial_epoch=done, epochs=done + phase.epochs, callbacks=callbacks,
+                                verbose=fit_verbosity())
+                done = best.last_epoch
+            best.restore()
+            live.summary["best_epoch"] = best.best_epoch or done
+            # metrics.json's train/eval are the last epoch's; `best` is the saved model's epoch,
+            # what `dvc metrics diff` should compare.
+            best_metrics = {split: {name.removeprefix("val_"): round(float(value), 6)
+                                    for name, value in best.best_logs.items()
+                                    if name in KEPT_METRICS and name.startswith("val_") == (split == "eval")}
+                            for split in ("train", "eval")}
+            live.summary["best"] = {split: values for split, values in best_metrics.items() if values}
+            live.summary["epochs_run"] = done
+            live.summary["train_time_s"] = round(time.perf_counter() - started, 1)
+            # Wall time of the first epoch (with tracing and caches) and the mean of the rest:
+            # what bench/book_schedule.py compares.
+            durations = np.diff(best.epoch_ends)
+            if len(durations):
+                live.summary["first_epoch_s"] = round(float(durations[0]), 2)
+            if len(durations) > 1:
+                live.summary["epoch_s"] = round(float(durations[1:].mean()), 2)
+        saved = recast(model, "float32")
+        with atomic_file(output) as tmp:
+            saved.save(tmp)
     kept = f"best val_loss {best.best:.4f} at epoch {best.best_epoch}" if best.best_epoch else f"epoch {done}"
     stopped = f", stopped early after {done} epochs" if best.stopped else ""
     print(f"wrote {output} ({kept}{stopped}; {model.count_params():,} parameters, {count_trainable(model):,} trainable)")

@@ -25,9 +25,10 @@ from stages.images import list_images, load_image  # noqa: E402
 from stages.nets import augmentation  # noqa: E402
 
 MODEL = Path("models/finetuned.keras")
-PREDICTIONS = Path("metrics/eval/predictions/finetuned.json")
+PREDICTIONS = Path("metrics/eval/finetuned/predictions.json")
 OUTPUT_DIR = Path("metrics/visualize")
 LAST_CONV = "block5_conv3"
+CLASS_NAMES = ("cat", "dog")
 
 
 def save_figure(figure, name):
@@ -59,19 +60,42 @@ def normalise(array):
     return (array - array.min()) / span if span > 0 else np.zeros_like(array)
 
 
+def _layers(model):
+    """The layers of a Sequential model, nested Sequentials expanded."""
+    for layer in model.layers:
+        if isinstance(layer, keras.Sequential):
+            yield from _layers(layer)
+        else:
+            yield layer
+
+
+def without_sigmoid(classifier):
+    """`classifier` (a Sequential ending in Dense(1, sigmoid), possibly inside a nested
+    Sequential) with the same weights, giving the logit instead of the probability."""
+    layers = list(_layers(classifier))
+    last = layers[-1]
+    linear = last.__class__.from_config({**last.get_config(), "activation": "linear", "name": f"{last.name}_logit"})
+    model = keras.Sequential([keras.Input(classifier.input_shape[1:]), *layers[:-1], linear])
+    linear.set_weights(last.get_weights())
+    return model
+
+
 def grad_cam(feature_model, classifier, images):
     """Grad-CAM heatmaps, one per image, of the images' size, with values in [0, 1].
 
     `feature_model` maps images to the last convolutional maps, `classifier` maps those to
-    the sigmoid output. Each map is weighted by the mean gradient of the predicted class's
-    score (p for dog, 1 - p for cat) and the positive part of the sum is kept.
+    the sigmoid output. The score of the predicted class is taken before the sigmoid, as
+    in Grad-CAM's paper: the logit for a dog, minus the logit for a cat (the probability
+    saturates on confident predictions and its gradient vanishes). Each map is weighted by
+    the mean gradient of that score and the positive part of the sum is kept.
     """
+    logits = without_sigmoid(classifier)
     images = tf.convert_to_tensor(images, tf.float32)
     with tf.GradientTape() as tape:
         maps = feature_model(images)
         tape.watch(maps)
-        probability = classifier(maps)[:, 0]
-        score = tf.where(probability > 0.5, probability, 1 - probability)
+        logit = tf.cast(logits(maps)[:, 0], tf.float32)
+        score = tf.where(logit > 0, logit, -logit)
     gradients = tape.gradient(score, maps)
     weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
     cams = tf.nn.relu(tf.reduce_sum(weights * maps, axis=-1))[..., None]
@@ -118,7 +142,7 @@ def check_layers(base, names):
 
 def most_wrong(count, size):
     if not PREDICTIONS.is_file():
-        raise StageError(f"{PREDICTIONS} not found: run `dvc repro evaluate` first")
+        raise StageError(f"{PREDICTIONS} not found: run `dvc repro evaluate@finetuned` first")
     predictions = json.loads(PREDICTIONS.read_text())["predictions"]
     worst = sorted(predictions, key=lambda p: -abs(p["label"] - p["probability"]))[:count]
     folders = {0: "cats", 1: "dogs"}
@@ -135,7 +159,7 @@ def main():
     model = keras.models.load_model(MODEL)
     preprocess, base, head = model_parts(model)
     check_layers(base, settings["layers"])
-    test_paths, _ = list_images("test")
+    test_paths, test_labels = list_images("test")
     train_paths, _ = list_images("train")
 
     image = load_image(train_paths[settings["image"] % len(train_paths)], size)[None]
@@ -167,11 +191,14 @@ def main():
     feature_model = keras.Sequential([keras.Input(test_image.shape[1:]), preprocess,
                                       keras.Model(base.input, base.get_layer(LAST_CONV).output)])
     classifier = keras.Sequential([keras.Input(feature_model.output_shape[1:]), base.get_layer("block5_pool"), head])
-    chosen = np.stack([load_image(path, size) for path in test_paths[:: max(1, len(test_paths) // settings["gradcam_images"])]
-                       ][: settings["gradcam_images"]])
+    step = max(1, len(test_paths) // settings["gradcam_images"])
+    picked = list(range(0, len(test_paths), step))[: settings["gradcam_images"]]  # cats first, then dogs
+    chosen = np.stack([load_image(test_paths[i], size) for i in picked])
     heatmaps = grad_cam(feature_model, classifier, chosen)
+    p_dog = model.predict(chosen, verbose=0).ravel()
+    titles = [f"{Path(test_paths[i]).name} ({CLASS_NAMES[test_labels[i]]})\nP(dog) = {p:.2f}" for i, p in zip(picked, p_dog)]
     overlays = [to_uint8(0.6 * image + 0.4 * 255 * plt.cm.jet(heatmap)[..., :3]) for image, heatmap in zip(chosen, heatmaps)]
-    save_figure(grid(overlays, columns=min(4, len(overlays)), size=2.2), "gradcam.png")
+    save_figure(grid(overlays, titles, columns=min(4, len(overlays)), size=2.2), "gradcam.png")
     print(f"wrote {OUTPUT_DIR}/: {len(list(OUTPUT_DIR.glob('*.png')))} images")
 
 

@@ -84,7 +84,9 @@ def update_params(path, overrides):
 
 
 def environment():
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", DVC_NO_ANALYTICS="1")
+    # One attempt per S3 request: an unreachable remote fails at once instead of after
+    # botocore's retries with backoff, file after file.
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", DVC_NO_ANALYTICS="1", AWS_MAX_ATTEMPTS="1")
     env.pop("PYTHONPATH", None)
     return env
 
@@ -140,6 +142,32 @@ def make_workspace(path, overrides=TINY_PARAMS):
     run(path, "git", "add", "-A")
     run(path, "git", "commit", "-qm", "pipeline")
     return path
+
+
+@pytest.fixture(scope="session")
+def first_run(tmp_path_factory):
+    """The whole DAG run once on the tiny params and committed: (workspace, `dvc repro`'s
+    output). Test modules copy it instead of computing it again."""
+    path = make_workspace(tmp_path_factory.mktemp("first_run") / "ws")
+    result = dvc(path, "repro")
+    run(path, "git", "add", "-A")
+    run(path, "git", "commit", "-qm", "first run")
+    return path, result.stdout
+
+
+def copy_workspace(source, target):
+    """A copy of a git + DVC workspace (its cache included) that lives on its own."""
+    shutil.copytree(source, target, symlinks=True)
+    return target
+
+
+def restore(workspace):
+    """Back to the last commit without recomputing anything: git's files (params.yaml,
+    dvc.lock, the uncached metrics and logs), then DVC's outputs from the cache."""
+    run(workspace, "git", "checkout", "--", ".")
+    dvc(workspace, "checkout", "--force")
+    status = dvc(workspace, "status").stdout
+    assert "up to date" in status, status
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """The docs name only what exists: make targets, stages and params."""
 
 import re
-from pathlib import Path
 
 import pytest
 from ruamel.yaml import YAML

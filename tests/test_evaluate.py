@@ -1,7 +1,9 @@
+import json
+
 import numpy as np
 import pytest
 
-from stages.evaluate import binary_metrics, roc_curve
+from stages.evaluate import binary_metrics, evaluate
 
 
 def brute_force_auc(labels, scores):
@@ -27,9 +29,6 @@ def test_metrics_on_a_known_case():
 def test_auc_handles_ties_and_matches_brute_force(rng):
     labels = rng.integers(0, 2, 300)
     scores = np.round(rng.uniform(0, 1, 300) * 0.6 + labels * 0.3, 1)  # many ties
-    fpr, tpr, thresholds = roc_curve(labels.astype(float), scores)
-    assert fpr[0] == tpr[0] == 0 and fpr[-1] == tpr[-1] == 1
-    assert np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0) and np.all(np.diff(thresholds) < 0)
     assert binary_metrics(labels, scores)["roc_auc"] == pytest.approx(brute_force_auc(labels, scores), abs=1e-6)
 
 
@@ -40,13 +39,37 @@ def test_perfect_and_inverted_classifiers():
     assert inverted["roc_auc"] == 0.0 and inverted["accuracy"] == 0.0 and inverted["precision"] == 0.0
 
 
-def test_precision_recall_curve_matches_thresholding(rng):
-    from stages.evaluate import precision_recall_curve
-    labels = rng.integers(0, 2, 200).astype(float)
-    scores = np.round(rng.uniform(0, 1, 200), 2)
-    precision, recall, thresholds = precision_recall_curve(labels, scores)
-    for p, r, t in list(zip(precision, recall, thresholds))[::7]:
-        chosen = scores >= t
-        assert p == pytest.approx(labels[chosen].mean())
-        assert r == pytest.approx(labels[chosen].sum() / labels.sum())
-    assert recall[-1] == 1 and np.all(np.diff(recall) >= 0)
+def test_evaluate_writes_metrics_and_curves_dvc_can_plot(tmp_path, rng):
+    """A model on cached features: metrics.json, the sklearn plots (checked against
+    thresholding by hand) and the per-image predictions, all in one folder."""
+    import keras
+    features = rng.normal(0, 1, (40, 2, 2, 8)).astype("float32")
+    labels = (features[:, 0, 0, 0] + rng.normal(0, 0.7, 40) > 0).astype("float32")
+    folder = tmp_path / "features"
+    folder.mkdir()
+    np.save(folder / "test_features.npy", features)
+    np.save(folder / "test_labels.npy", labels)
+    model = keras.Sequential([keras.Input((2, 2, 8)), keras.layers.Flatten(), keras.layers.Dense(1, activation="sigmoid")])
+    kernel = np.zeros((32, 1), np.float32)
+    kernel[0] = 3.0
+    model.layers[-1].set_weights([kernel, np.zeros(1)])
+    model.save(tmp_path / "head.keras")
+    scores = model.predict(features, verbose=0).ravel()
+    results = evaluate(tmp_path / "head.keras", folder, tmp_path / "eval/head", batch_size=16)
+    written = json.loads((tmp_path / "eval/head/metrics.json").read_text())
+    assert written["accuracy"] == results["accuracy"] and written["confusion"] == results["confusion"]
+    assert written["parameters"] == 33 and written["roc_auc"] == pytest.approx(brute_force_auc(labels, scores), abs=1e-6)
+    roc = json.loads((tmp_path / "eval/head/plots/sklearn/roc.json").read_text())["roc"]
+    fpr, tpr = [row["fpr"] for row in roc], [row["tpr"] for row in roc]
+    assert fpr[0] == tpr[0] == 0 and fpr[-1] == tpr[-1] == 1 and roc[0]["threshold"] == 1.0
+    assert np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0)
+    pr = json.loads((tmp_path / "eval/head/plots/sklearn/precision_recall.json").read_text())["precision_recall"]
+    for row in pr[:-1:5]:
+        chosen = scores >= row["threshold"]
+        assert row["precision"] == pytest.approx(labels[chosen].mean(), abs=1e-6)
+        assert row["recall"] == pytest.approx(labels[chosen].sum() / labels.sum(), abs=1e-6)
+    cells = json.loads((tmp_path / "eval/head/plots/sklearn/confusion_matrix.json").read_text())
+    assert sum(c == {"actual": "dog", "predicted": "dog"} for c in cells) == results["confusion"]["tp"]
+    predictions = json.loads((tmp_path / "eval/head/predictions.json").read_text())["predictions"]
+    assert [p["probability"] for p in predictions] == pytest.approx(scores.tolist(), abs=1e-6)
+    assert not list(tmp_path.glob("eval/.tmp-*"))

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from stages.common import StageError
-from stages.mnist import load_mnist
-from tests.conftest import write_mnist_npz
+from stages.mnist_data import download, load_mnist
+from tests.conftest import dvc, make_workspace, stages_run, update_params, write_mnist_npz
 
 
 def test_local_npz_in_keras_format_is_read(tmp_path):
@@ -13,8 +13,6 @@ def test_local_npz_in_keras_format_is_read(tmp_path):
 
 
 def test_bad_npz_files_are_clear_errors(tmp_path):
-    with pytest.raises(StageError, match="missing.npz not found"):
-        load_mnist(str(tmp_path / "missing.npz"))
     np.savez(tmp_path / "wrong_keys.npz", images=np.zeros((2, 28, 28)))
     with pytest.raises(StageError, match="not Keras' mnist.npz"):
         load_mnist(str(tmp_path / "wrong_keys.npz"))
@@ -30,6 +28,24 @@ def test_bad_npz_files_are_clear_errors(tmp_path):
 def test_failed_download_says_how_to_fix_it(monkeypatch):
     def offline(*args, **kwargs):
         raise Exception("URL fetch failure on https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz")
-    monkeypatch.setattr("keras.src.datasets.mnist.get_file", offline)
+    monkeypatch.setattr("keras.utils.get_file", offline)
     with pytest.raises(StageError, match=r"could not download MNIST .*~/.keras/datasets.*mnist.npz"):
-        load_mnist("")
+        download()
+
+
+def test_mnist_trains_on_a_tracked_copy_of_mnist_npz(tmp_path):
+    """`mnist` reads data/mnist.npz, a DVC output with a hash: the data it trained on is in
+    dvc.lock, and new bytes behind the mnist.npz path re-run it once copied again."""
+    workspace = make_workspace(tmp_path / "ws")
+    assert stages_run(dvc(workspace, "repro", "mnist").stdout) == {"mnist_data", "mnist"}
+    assert (workspace / "data/mnist.npz").read_bytes() == (workspace / "mnist_small.npz").read_bytes()
+    assert "data/mnist.npz" in (workspace / "dvc.lock").read_text()
+    assert stages_run(dvc(workspace, "repro", "-f", "mnist_data").stdout) == {"mnist_data"}  # same bytes
+    assert stages_run(dvc(workspace, "repro", "mnist").stdout) == set()
+    write_mnist_npz(workspace / "mnist_small.npz", seed=1)  # other digits, same path
+    assert stages_run(dvc(workspace, "repro", "-f", "mnist_data").stdout) == {"mnist_data"}
+    assert "mnist:" in dvc(workspace, "status", "mnist").stdout  # its dep changed
+    assert stages_run(dvc(workspace, "repro", "mnist").stdout) == {"mnist"}
+    update_params(workspace / "params.yaml", {"mnist": {"npz": "missing.npz"}})
+    failed = dvc(workspace, "repro", "mnist", check=False)
+    assert failed.returncode and "mnist.npz missing.npz not found" in failed.stderr + failed.stdout

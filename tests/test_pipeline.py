@@ -1,6 +1,7 @@
 """The whole DAG through DVC, in a throwaway git + DVC workspace with tiny params."""
 
 import json
+import re
 import zipfile
 
 import numpy as np
@@ -9,23 +10,21 @@ import yaml
 from PIL import Image
 
 from stages.nets import conv_base, count_trainable, frozen_base_classifier, small_convnet
-from tests.conftest import dvc, make_workspace, REPO, run, stages_run, tamper_keeping_size_and_mtime, update_params
+from tests.conftest import copy_workspace, dvc, REPO, restore, run, stages_run, tamper_keeping_size_and_mtime, \
+    update_params
 
 MODELS = {"scratch", "scratch_augmented", "head", "features_augmented", "finetuned"}
 TRAINING = {"scratch", "scratch_augmented", "train_head", "features_augmented", "finetune", "mnist"}
 USING = {"export", "submission"}  # the stages that use the fine-tuned model
-ALL_STAGES = {"sample", "split", "weights", "features", "evaluate", "curves", "visualize"} | TRAINING | USING
-VGG16_STAGES = {"features", "train_head", "features_augmented", "finetune", "evaluate", "curves", "visualize"} | USING
+EVALUATIONS = {f"evaluate@{model}" for model in MODELS}
+ALL_STAGES = {"sample", "split", "weights", "features", "summary", "visualize", "mnist_data"} | EVALUATIONS | TRAINING | USING
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    path = make_workspace(tmp_path_factory.mktemp("pipeline") / "ws")
-    first = dvc(path, "repro")
-    assert stages_run(first.stdout) == ALL_STAGES
-    run(path, "git", "add", "-A")
-    run(path, "git", "commit", "-qm", "first run")
-    return path
+def workspace(first_run, tmp_path_factory):
+    path, output = first_run
+    assert stages_run(output) == ALL_STAGES
+    return copy_workspace(path, tmp_path_factory.mktemp("pipeline") / "ws")
 
 
 def test_every_output_exists_with_the_right_shape(workspace):
@@ -59,11 +58,17 @@ def test_every_output_exists_with_the_right_shape(workspace):
     assert f"| {vgg_head.count_params():,} ({count_trainable(vgg_head):,}) |" in rows[3] and " min |" in rows[3]
     mnist = json.loads((workspace / "metrics/mnist.json").read_text())
     assert 0 <= mnist["accuracy"] <= 1
-    roc = json.loads((workspace / "metrics/eval/roc/finetuned.json").read_text())["roc"]
-    assert roc[0]["fpr"] == 0 and roc[-1]["tpr"] == 1
-    pr = json.loads((workspace / "metrics/eval/pr/head.json").read_text())["pr"]
-    assert pr[-1]["recall"] == 1 and all(0 <= row["precision"] <= 1 for row in pr)
-    predictions = json.loads((workspace / "metrics/eval/predictions/finetuned.json").read_text())["predictions"]
+    roc = json.loads((workspace / "metrics/eval/finetuned/plots/sklearn/roc.json").read_text())["roc"]
+    assert roc[0]["fpr"] == 0 and roc[-1]["tpr"] == 1 and roc[0]["threshold"] == 1
+    pr = json.loads((workspace / "metrics/eval/head/plots/sklearn/precision_recall.json").read_text())["precision_recall"]
+    assert pr[0]["recall"] == 1 and all(0 <= row["precision"] <= 1 for row in pr)
+    confusion = json.loads((workspace / "metrics/eval/scratch/plots/sklearn/confusion_matrix.json").read_text())
+    assert len(confusion) == 8 and {row["actual"] for row in confusion} == {"cat", "dog"}
+    for stage in TRAINING:
+        best = json.loads((workspace / f"dvclive/{stage}/metrics.json").read_text())["best"]
+        assert 0 <= best["train"]["accuracy"] <= 1 and (stage == "mnist") == ("eval" not in best)
+    assert (workspace / "dvclive/mnist/plots/metrics/train/accuracy.tsv").read_text().count("\n") == 2
+    predictions = json.loads((workspace / "metrics/eval/finetuned/predictions.json").read_text())["predictions"]
     assert len(predictions) == 8 and {p["label"] for p in predictions} == {0, 1}
     for stage in TRAINING - {"mnist"}:
         curves = json.loads((workspace / f"metrics/curves/{stage}.json").read_text())["curves"]
@@ -125,23 +130,36 @@ def test_visualize_writes_every_picture(workspace):
         assert image.format == "PNG" and min(image.size) > 50
 
 
-def test_report_is_one_self_contained_html(workspace, tmp_path):
-    dvc(workspace, "plots", "show", "--out", str(tmp_path / "plots"))
-    built = run(REPO, "python", "-m", "report.build", str(tmp_path / "plots/index.html"), str(tmp_path / "report.html"))
+def test_report_is_one_self_contained_html_opening_with_the_ladder(workspace, tmp_path):
+    built = run(REPO, "python", "-m", "report.build", str(tmp_path / "report.html"), "--project", str(workspace))
     assert built.stdout.strip().splitlines()[-1] == str(tmp_path / "report.html")
     html = (tmp_path / "report.html").read_text()
-    assert "cdn.jsdelivr" not in html and 'src="static/' not in html
+    assert "cdn.jsdelivr" not in html and 'src="static/' not in html and "{plot_divs}" not in html
     assert html.count("data:image/png;base64,") == 7
-    assert html.count("vegaEmbed(") >= 20 and len(html) > 800_000
+    assert html.count("vegaEmbed(") >= 30 and len(html) > 800_000
+    first_plots = [html.index(title) for title in
+                   ("Validation accuracy, every model", "Validation loss, every model", "Test accuracy against the book",
+                    "Accuracy, scratch")]
+    assert first_plots == sorted(first_plots)
 
 
 def test_metrics_and_plots_are_visible_to_dvc(workspace):
     shown = json.loads(dvc(workspace, "metrics", "show", "--json").stdout)
     files = next(iter(shown.values()))["data"]
     assert files["metrics/evaluate.json"]["data"]["finetuned"]["accuracy"] >= 0
-    plots = dvc(workspace, "plots", "show", "--json").stdout
-    for name in ("metrics/eval/confusion/head.json", "ROC (test set)", "Loss (finetune)"):
-        assert name in plots
+    plots = json.loads(dvc(workspace, "plots", "show", "--json").stdout, parse_constant=reject)["data"]
+    for name in ("Confusion matrix, head, test set", "ROC, test set", "Loss, finetune", "Validation accuracy, every model",
+                 "Validation loss, every model", "Test accuracy against the book", "Accuracy, mnist"):
+        assert name in plots and plots[name], name
+    ladder = [row for plot in plots["Test accuracy against the book"] for row in plot["content"]["data"]["values"]]
+    assert len(ladder) == 10 and {row["source"] for row in ladder} == {"this run", "book"}
+    lines = plots["Validation accuracy, every model"][0]["content"]["data"]["values"]
+    assert {re.search(r"(\w+)/plots/", row["filename"]).group(1) for row in lines} == \
+        {"scratch", "scratch_augmented", "train_head", "features_augmented", "finetune"}
+
+
+def reject(constant):
+    raise ValueError(f"{constant} is not JSON")
 
 
 def test_nothing_reruns_after_a_full_run(workspace):
@@ -152,9 +170,8 @@ def test_nothing_reruns_after_a_full_run(workspace):
 
 def test_scratch_param_reruns_scratch_and_evaluate_only(workspace):
     update_params(workspace / "params.yaml", {"scratch": {"lr": 2.0e-4}})
-    assert stages_run(dvc(workspace, "repro").stdout) == {"scratch", "evaluate", "curves"}
-    run(workspace, "git", "checkout", "params.yaml")
-    dvc(workspace, "repro")
+    assert stages_run(dvc(workspace, "repro").stdout) == {"scratch", "evaluate@scratch", "summary"}
+    restore(workspace)
 
 
 def test_head_param_reruns_head_evaluate_only(workspace):
@@ -167,26 +184,35 @@ def test_head_param_reruns_head_evaluate_only(workspace):
     finally:
         undo()
     # finetune starts from features_augmented's head, as the book does: not from this one.
-    assert stages_run(changed.stdout) == {"train_head", "evaluate", "curves"}
+    assert stages_run(changed.stdout) == {"train_head", "evaluate@head", "summary"}
     assert "train_head: MirroredStrategy over 1 replica(s)" in changed.stdout
     logged = yaml.safe_load((workspace / "dvclive/train_head/params.yaml").read_text())
     assert logged["distribute"] == "mirrored" and logged["lr"] == 1.0e-4
     assert json.loads((workspace / "dvclive/train_head/metrics.json").read_text())["step"] == 0
     # Starting from train_head's head makes models/head.keras finetune's dep instead.
     update_params(workspace / "params.yaml", {"finetune": {"start_from": "head"}})
-    assert stages_run(dvc(workspace, "repro").stdout) == {"finetune", "evaluate", "curves", "visualize"} | USING
+    assert stages_run(dvc(workspace, "repro").stdout) == {"finetune", "evaluate@finetuned", "summary", "visualize"} | USING
     update_params(workspace / "params.yaml", {"train_head": {"lr": 2.0e-4}})
-    assert stages_run(dvc(workspace, "repro").stdout) == {"train_head", "finetune", "evaluate", "curves", "visualize"} | USING
-    run(workspace, "git", "checkout", "params.yaml")
-    dvc(workspace, "repro")
+    assert stages_run(dvc(workspace, "repro", "train_head").stdout) == {"train_head"}
+    assert {"finetune", "evaluate@head"} <= set(changed_stages(workspace))  # finetune now starts from this head
+    restore(workspace)
+
+
+def changed_stages(workspace):
+    """The stages `dvc status` says changed, each with what changed."""
+    return json.loads(dvc(workspace, "status", "--json").stdout)
 
 
 def test_image_size_reruns_features_and_below(workspace):
+    # Every stage that resizes images declares image.size: they change with it, and what
+    # reads their outputs follows (train_head after features, and so on), as DVC does.
     update_params(workspace / "params.yaml", {"image": {"size": 64}})
-    changed = dvc(workspace, "repro")
-    assert stages_run(changed.stdout) == ALL_STAGES - {"sample", "split", "weights", "mnist"}
-    assert Image.open(workspace / "metrics/visualize/augmentation.png").size != (0, 0)
+    assert set(changed_stages(workspace)) == {"features", "scratch", "scratch_augmented", "features_augmented", "finetune",
+                                              "visualize"}
+    assert stages_run(dvc(workspace, "repro", "features").stdout) == {"features"}
     assert np.load(workspace / "data/features/train_features.npy").shape == (16, 2, 2, 512)
+    assert "train_head" in changed_stages(workspace)  # its features changed
+    restore(workspace)
 
 
 def test_new_weights_rerun_every_vgg16_stage_and_the_same_weights_nothing(workspace):
@@ -194,13 +220,13 @@ def test_new_weights_rerun_every_vgg16_stage_and_the_same_weights_nothing(worksp
     keras.utils.set_random_seed(3)
     keras.applications.VGG16(include_top=False, weights=None).save_weights(workspace / "other.weights.h5")
     update_params(workspace / "params.yaml", {"base": {"weights": "other.weights.h5"}})
-    changed = dvc(workspace, "repro")
-    assert stages_run(changed.stdout) == {"weights"} | VGG16_STAGES
-    assert "weights: other.weights.h5" in changed.stdout
-    assert stages_run(dvc(workspace, "repro", "-f", "weights").stdout) == {"weights"}  # the same bytes again
-    assert stages_run(dvc(workspace, "repro").stdout) == set()
-    run(workspace, "git", "checkout", "params.yaml")
-    dvc(workspace, "repro")
+    changed = dvc(workspace, "repro", "weights")
+    assert stages_run(changed.stdout) == {"weights"} and "weights: other.weights.h5" in changed.stdout
+    # The three stages that load the base see a new file; everything else follows from them.
+    assert set(changed_stages(workspace)) == {"features", "features_augmented", "finetune"}
+    restore(workspace)
+    assert stages_run(dvc(workspace, "repro", "-f", "weights").stdout) == {"weights"}  # the same bytes again...
+    assert changed_stages(workspace) == {}  # ...change nothing
 
 
 def test_split_param_reruns_split_not_sample(workspace):

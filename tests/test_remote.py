@@ -7,7 +7,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from tests.conftest import dvc, make_workspace, run, stages_run, update_params
+from tests.conftest import copy_workspace, dvc, run, stages_run, update_params
 
 BUCKET = "team-dvc-cache"
 
@@ -44,14 +44,13 @@ def digests(workspace, *folders):
 
 
 @pytest.fixture(scope="module")
-def teammates(tmp_path_factory, s3_endpoint):
+def teammates(first_run, tmp_path_factory, s3_endpoint):
     root = tmp_path_factory.mktemp("team")
-    alice = make_workspace(root / "alice")
+    alice = copy_workspace(first_run[0], root / "alice")
     use_remote(alice, s3_endpoint)
     assert "test" not in (alice / ".dvc/config").read_text()  # credentials stay in config.local
-    dvc(alice, "repro")
     run(alice, "git", "add", "-A")
-    run(alice, "git", "commit", "-qm", "alice's run")
+    run(alice, "git", "commit", "-qm", "alice's remote")
     pushed = dvc(alice, "push")
     assert "pushed" in pushed.stdout
 
@@ -80,7 +79,7 @@ def test_branch_results_travel_without_recomputation(teammates):
     alice, bob = teammates
     run(bob, "git", "checkout", "-q", "-b", "bob-head-lr")
     update_params(bob / "params.yaml", {"train_head": {"lr": 1.0e-3}})
-    assert stages_run(dvc(bob, "repro").stdout) == {"train_head", "evaluate", "curves"}
+    assert stages_run(dvc(bob, "repro").stdout) == {"train_head", "evaluate@head", "summary"}
     run(bob, "git", "add", "-A")
     run(bob, "git", "commit", "-qm", "head lr 1e-3")
     dvc(bob, "push")

@@ -1,0 +1,239 @@
+"""Hostile inputs and interruptions: nothing lost, nothing half-written, one line instead of a traceback."""
+
+import io
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from stages import common
+from stages.common import StageError
+from stages.images import list_images
+from stages.split import BadImage, check_image, make_split, read_member
+from tests.conftest import environment, jpeg_bytes, kaggle_members, REPO, update_params, write_zip
+
+COUNTS = {"train": 4, "validation": 2, "test": 2}
+
+
+def project(tmp_path, **overrides):
+    """A folder where stages run: params.yaml, dvc.yaml and the stages package."""
+    for name in ("params.yaml", "dvc.yaml"):
+        shutil.copy(REPO / name, tmp_path / name)
+    shutil.copytree(REPO / "stages", tmp_path / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    update_params(tmp_path / "params.yaml", overrides)
+    return tmp_path
+
+
+def start(cwd, module):
+    return subprocess.Popen([sys.executable, "-m", f"stages.{module}"], cwd=cwd, env=environment(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(condition, process, seconds=120):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def debris(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if common.DEBRIS.match(p.name))
+
+
+# --- interruptions -------------------------------------------------------------------------
+
+def test_sigterm_during_split_removes_its_temporaries_and_keeps_the_old_split(tmp_path):
+    archive = write_zip(tmp_path / "train.zip", kaggle_members(400))
+    ws = project(tmp_path, data={"archive": "train.zip"}, split={"train": 300, "validation": 50, "test": 50})
+    (ws / "data/split/train/cats").mkdir(parents=True)
+    (ws / "data/split/train/cats/cat.0.jpg").write_bytes(b"the previous split")
+    process = start(ws, "split")
+    wait_for(lambda: any((ws / "data").glob(".tmp-*-split")), process)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143 and "terminated" in stderr and "Traceback" not in stderr
+    assert debris(ws) == [] and archive.is_file()
+    assert (ws / "data/split/train/cats/cat.0.jpg").read_bytes() == b"the previous split"
+    assert not (ws / "metrics/data.json").exists()
+
+
+def test_sigkill_in_training_leaves_no_log_and_the_next_run_sweeps_the_debris(tmp_path):
+    ws = project(tmp_path, train_head={"epochs": 100000, "batch_size": 4})
+    rng = np.random.default_rng(0)
+    (ws / "data/features").mkdir(parents=True)
+    for split in ("train", "validation"):
+        np.save(ws / f"data/features/{split}_features.npy", rng.normal(0, 1, (8, 1, 1, 16)).astype("float32"))
+        np.save(ws / f"data/features/{split}_labels.npy", np.array([0, 1] * 4, dtype="float32"))
+    live_debris = ws / f"models/.tmp-{os.getpid()}-other.keras"  # a live process's: must stay
+    live_debris.parent.mkdir()
+    live_debris.write_text("in use")
+    process = start(ws, "train_head")
+    wait_for(lambda: any((ws / "dvclive").glob(".tmp-*-train_head/plots/metrics/train/loss.tsv")), process)
+    process.kill()
+    process.wait()
+    assert not (ws / "dvclive/train_head").exists() and not (ws / "models/head.keras").exists()
+    assert [name for name in debris(ws) if "train_head" in name]  # SIGKILL cannot clean up...
+    update_params(ws / "params.yaml", {"train_head": {"epochs": 1}})
+    result = subprocess.run([sys.executable, "-m", "stages.train_head"], cwd=ws, env=environment(),
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert debris(ws) == [str(live_debris.relative_to(ws))]  # ...the next run sweeps it
+    assert (ws / "dvclive/train_head/metrics.json").stat().st_size > 0 and (ws / "models/head.keras").is_file()
+
+
+def test_debris_names_are_ignored_by_git():
+    for name in ("data/.tmp-123-split/cats/cat.0.jpg", "models/.tmp-9-head.keras", "dvclive/.old-77-finetune/x"):
+        assert subprocess.run(["git", "check-ignore", "-q", "--no-index", name], cwd=REPO).returncode == 0, name
+
+
+def test_unwritable_output_folder_fails_before_any_work(tmp_path, monkeypatch):
+    (tmp_path / "metrics").mkdir()
+    if os.geteuid() == 0:  # root writes anywhere: deny it the way a read-only folder would
+        real = os.access
+        monkeypatch.setattr(os, "access", lambda path, mode: False if str(path) == str(tmp_path / "metrics") else real(path, mode))
+    else:
+        (tmp_path / "metrics").chmod(0o555)
+    try:
+        with pytest.raises(StageError, match=r"metrics is not writable, so .*metrics/data.json cannot be written.*chmod u\+w"):
+            common.check_writable([tmp_path / "data/split", tmp_path / "metrics/data.json"])
+    finally:
+        (tmp_path / "metrics").chmod(0o755)
+    common.check_writable([tmp_path / "data/split", tmp_path / "models/new/head.keras"])  # missing folders are fine
+
+
+def test_out_of_memory_is_one_line_not_a_traceback(monkeypatch, capsys):
+    import tensorflow as tf
+    monkeypatch.setattr(sys, "argv", ["stages/features.py"])
+
+    def main():
+        raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape[32,512,512,64]")
+    with pytest.raises(SystemExit) as exit_info:
+        common.run(main)
+    error = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 1 and error.count("\n") == 0
+    assert error.startswith("error: out of memory (OOM when allocating") and "lower image.size" in error
+    assert "dvc repro --force split" not in error
+
+
+# --- archives ------------------------------------------------------------------------------
+
+def test_member_inflating_past_the_limit_is_refused_before_it_is_read(tmp_path):
+    archive = write_zip(tmp_path / "bomb.zip", {"train/cat.0.jpg": b"\0" * 3_000_000, "train/cat.1.jpg": jpeg_bytes()},
+                        zipfile.ZIP_DEFLATED)
+    with zipfile.ZipFile(archive) as opened:
+        bomb, good = opened.infolist()
+        assert bomb.compress_size < 10_000
+        with pytest.raises(BadImage, match="too large: inflates to more than 1,000,000 bytes"):
+            read_member(opened, bomb, limit=1_000_000)
+        assert read_member(opened, good, limit=1_000_000) == jpeg_bytes()
+
+
+def patch_member(path, name, flag_bits=None, method=None):
+    """Rewrite a member's general-purpose flags or compression method in both zip headers."""
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(name)
+    entry = data.find(b"PK\x01\x02")  # the central directory, one entry per member
+    while data[entry + 46:entry + 46 + int.from_bytes(data[entry + 28:entry + 30], "little")].decode() != name:
+        entry = data.find(b"PK\x01\x02", entry + 4)
+    central = entry
+    for offset, flag_at, method_at in ((info.header_offset, 6, 8), (central, 8, 10)):
+        if flag_bits is not None:
+            data[offset + flag_at:offset + flag_at + 2] = flag_bits.to_bytes(2, "little")
+        if method is not None:
+            data[offset + method_at:offset + method_at + 2] = method.to_bytes(2, "little")
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("patch,expected", [({"flag_bits": 1}, "is encrypted"),
+                                            ({"method": 9}, "uses a compression Python cannot read")])
+def test_encrypted_or_deflate64_inner_train_zip_is_one_line(tmp_path, patch, expected):
+    inner = write_zip(tmp_path / "train.zip", kaggle_members(4))
+    outer = tmp_path / "dogs-vs-cats.zip"
+    with zipfile.ZipFile(outer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.write(inner, "train.zip")
+        archive.writestr("sampleSubmission.csv", "id,label\n")
+    patch_member(outer, "train.zip", **patch)
+    with pytest.raises(StageError) as error:
+        make_split(outer, COUNTS, output=tmp_path / "split", report=tmp_path / "data.json")
+    message = str(error.value)
+    assert expected in message and "re-zip" in message and "point data.archive at the inner zip" in message
+    assert "\n" not in message
+
+
+def test_encrypted_members_are_skipped_with_their_reason(tmp_path):
+    archive = write_zip(tmp_path / "train.zip", kaggle_members(3))
+    patch_member(archive, "train/dog.1.jpg", flag_bits=1)
+    with pytest.raises(StageError) as error:
+        make_split(archive, {"train": 1, "validation": 1, "test": 1}, output=tmp_path / "split", report=tmp_path / "d.json")
+    assert "1 encrypted member (e.g. train/dog.1.jpg)" in str(error.value)
+
+
+def test_too_few_images_says_why_members_were_not_used(tmp_path):
+    members = {f"train/{kind.upper()}.{i}.JPG": jpeg_bytes() for kind in ("cat", "dog") for i in range(20)}
+    members |= {"train/cat.0.jpg": jpeg_bytes(), "train/dog.0.jpg": jpeg_bytes(),
+                "train/cat.1.jpg": (jpeg_bytes(), 0o120777 << 16), "../train/dog.1.jpg": jpeg_bytes()}
+    archive = write_zip(tmp_path / "train.zip", members)
+    with pytest.raises(StageError) as error:
+        make_split(archive, COUNTS, output=tmp_path / "split", report=tmp_path / "data.json")
+    message = str(error.value)
+    assert "has 1 usable cat images" in message
+    assert "1 symbolic link (e.g. train/cat.1.jpg)" in message and "1 unsafe path" in message
+    assert "40 members ignored: names not like train/cat.<n>.jpg or train/dog.<n>.jpg (e.g. train/CAT.0.JPG" in message
+    assert not (tmp_path / "data.json").exists()
+
+
+def test_a_hand_added_file_in_the_split_is_named(tmp_path):
+    folder = tmp_path / "split/train/cats"
+    folder.mkdir(parents=True)
+    (tmp_path / "split/train/dogs").mkdir()
+    for name in ("cat.0.jpg", "cat.1 copy.jpg"):
+        (folder / name).write_bytes(jpeg_bytes())
+    with pytest.raises(StageError, match=r"cats/cat.1 copy.jpg is not a file `split` writes .*dvc checkout"):
+        list_images("train", tmp_path / "split")
+
+
+# --- images --------------------------------------------------------------------------------
+
+def encoded(array, fmt, mode=None):
+    buffer = io.BytesIO()
+    Image.fromarray(array, mode=mode).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def decoded(data):
+    jpeg, note = check_image(data)
+    return np.asarray(Image.open(io.BytesIO(jpeg)))[..., 0].astype(int), note
+
+
+@pytest.mark.parametrize("name,data,top", [
+    ("16-bit PNG", encoded(np.tile(np.linspace(0, 65535, 256).astype(np.uint16), (16, 1)), "PNG"), 65535),
+    ("32-bit TIFF", encoded(np.tile(np.linspace(0, 2**31 - 1, 256).astype(np.int32), (16, 1)), "TIFF"), 2**31 - 1),
+    ("float TIFF", encoded(np.tile(np.linspace(0, 1, 256).astype(np.float32), (16, 1)), "TIFF"), 1.0),
+])
+def test_wide_grey_images_are_scaled_not_clipped(name, data, top):
+    pixels, note = decoded(data)
+    assert "scaled to 8 bits" in note
+    row = pixels[8]
+    assert row[:8].max() < 10 and row[-8:].min() > 245 and abs(row[128] - 128) < 8, name  # a gradient, not white or black
+
+
+def test_wide_grey_constants_keep_their_level():
+    pixels, _ = decoded(encoded(np.full((16, 16), 30000, np.uint16), "PNG"))
+    assert abs(pixels.mean() - 30000 / 257) < 3  # mid grey, not white
+    with pytest.raises(BadImage, match="float image with values up to 1000"):
+        check_image(encoded(np.full((8, 8), 1000, np.float32), "TIFF"))
+
+
+def test_make_quotes_paths_with_spaces():
+    shown = subprocess.run(["make", "-n", "run", "book", "WEIGHTS=my weights/vgg 16.h5", "DATA=my data/train.zip",
+                            "FAST=1"], cwd=REPO, capture_output=True, text=True).stdout
+    assert "-S 'base.weights=my weights/vgg 16.h5'" in shown and "-S 'data.archive=my data/train.zip'" in shown
