@@ -22,7 +22,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from stages.common import atomic_file, StageError
+from stages.common import atomic_file, check_writable, StageError
 from stages.split import BadImage, check_image, MAX_MEMBER_BYTES, read_member
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -216,6 +216,8 @@ def main(argv=None):
             print(f"error: {path} not found: give an image, a folder of images or a zip archive", file=sys.stderr)
             return 2
     try:
+        if args.out:
+            check_writable([args.out])
         classifier = load_classifier(args.model)
         total = count_sources(args.paths)
         predictions = classify(image_sources(args.paths), classifier, args.batch_size, args.tta, total)

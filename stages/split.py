@@ -100,6 +100,9 @@ def open_archive(path, inner="train.zip", names=IMAGE_NAME, param="data.archive"
     """Open an images archive: a bare `inner` zip (train.zip, test1.zip), or the competition
     zip holding it. `names` matches the images' file names; `param` and `help` go into errors."""
     path = Path(path)
+    if path.is_dir():
+        raise StageError(f"{param} {path} is a folder: give the zip itself (Kaggle's competition zip or the {inner} "
+                         f"inside it), which is read in place")
     if not path.is_file():
         raise StageError(f"{param} {path} not found: {help}")
     with ExitStack() as stack:

@@ -1,8 +1,10 @@
 """`python -m stages.predict` and the `submission` stage, on a tiny model whose answer is the colour."""
 
 import csv
+import os
 import random
 import zipfile
+from unittest import mock
 
 import keras
 import numpy as np
@@ -71,6 +73,11 @@ def test_zip_and_single_files_and_missing_paths(tmp_path, colour_model, capsys):
     assert error.count("\n") == 0 and "missing.jpg not found" in error
     assert main([str(single), "--model", str(tmp_path / "absent.keras")]) == 1
     assert "absent.keras not found" in capsys.readouterr().err
+    (tmp_path / "locked").mkdir()
+    real = os.access
+    with mock.patch.object(os, "access", lambda path, mode: False if str(path).endswith("locked") else real(path, mode)):
+        assert main([str(single), "--model", str(colour_model), "--out", str(tmp_path / "locked/p.csv")]) == 1
+    assert "locked is not writable" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         main([str(single), "--tta", str(len(TTA_VIEWS) + 1)])
     assert exit_info.value.code == 2
@@ -147,6 +154,9 @@ def test_submission_has_a_row_per_id_in_numeric_order(tmp_path, colour_model):
 def test_submission_errors_are_one_line(tmp_path, colour_model):
     with pytest.raises(StageError, match="submission.archive .*missing.zip not found.*kaggle competitions download"):
         write_submission(tmp_path / "missing.zip", str(colour_model), tmp_path / "s.csv")
+    (tmp_path / "test1").mkdir()
+    with pytest.raises(StageError, match="submission.archive .*test1 is a folder: give the zip itself"):
+        write_submission(tmp_path / "test1", str(colour_model), tmp_path / "s.csv")
     empty = write_zip(tmp_path / "test1.zip", {"test1/cat.1.jpg": jpeg_bytes()})
     with pytest.raises(StageError, match="holds no test1/<id>.jpg images"):
         write_submission(empty, str(colour_model), tmp_path / "s.csv")
