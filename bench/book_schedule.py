@@ -27,7 +27,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from tests.conftest import dvc, environment, make_workspace, update_params  # noqa: E402
+from stages.workspace import dvc, environment, make_workspace, update_params  # noqa: E402
 
 REAL_PHOTOS = REPO.parent / "shared/data/dogs-vs-cats-128px/train.zip"
 # Stage, the book's epochs (None: not a training stage), in the order they can run.

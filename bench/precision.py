@@ -20,7 +20,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from tests.conftest import dvc, make_workspace, update_params  # noqa: E402
+from stages.workspace import dvc, make_workspace, update_params  # noqa: E402
 
 REAL_PHOTOS = REPO.parent / "shared/data/dogs-vs-cats-128px/train.zip"
 

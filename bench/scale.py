@@ -25,7 +25,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from tests.conftest import dvc, make_workspace, stages_run, tamper_keeping_size_and_mtime, TINY_PARAMS, \
+from stages.workspace import dvc, make_workspace, stages_run, tamper_keeping_size_and_mtime, TINY_PARAMS, \
     update_params  # noqa: E402
 
 

@@ -1,40 +1,17 @@
-"""Shared helpers: tiny images and archives, and throwaway git + DVC workspaces."""
+"""Shared test helpers: tiny images and archives, the first run of the DAG, going back to it. The
+workspaces themselves come from stages/workspace.py, which bench/ uses too."""
 
 import io
-import os
-import re
-import shutil
-import subprocess
-import sys
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-
-# Small enough for CI: 48 px images (the small convnet needs 46), 8/4/4 per class, one epoch, random VGG16 weights.
-TINY_PARAMS = {
-    "sample": {"per_class": 20, "min_side": 40, "max_side": 80, "test_images": 12},
-    "split": {"train": 8, "validation": 4, "test": 4},
-    "image": {"size": 48},
-    "base": {"weights": "none"},
-    "features": {"batch_size": 8},
-    "scratch": {"epochs": 1, "batch_size": 8},
-    "scratch_augmented": {"epochs": 1, "batch_size": 8},
-    "train_head": {"epochs": 1, "batch_size": 8},
-    "features_augmented": {"epochs": 1, "batch_size": 8},
-    "finetune": {"epochs": 1, "batch_size": 8},
-    "evaluate": {"batch_size": 8},
-    "submission": {"batch_size": 8},
-    "visualize": {"layers": ["block1_conv1", "block3_conv1"], "channels": 4, "filters": 2, "ascent_steps": 2,
-                  "ascent_size": 32, "gradcam_images": 2, "augmentations": 3, "most_wrong": 4},
-    "mnist": {"npz": "mnist_small.npz", "epochs": 1, "batch_size": 16},
-}
+# Shared with bench/; the test modules import them from here.
+from stages.workspace import (  # noqa: F401
+    BIN, copy_workspace, dvc, environment, make_workspace, REPO, run, stages_run, tamper_keeping_size_and_mtime,
+    TINY_PARAMS, update_params, write_mnist_npz)
 
 
 def jpeg_bytes(colour=(200, 30, 30), size=(40, 30), mode="RGB", fmt="JPEG"):
@@ -60,90 +37,6 @@ def kaggle_members(per_class, colours=((90, 60, 40), (220, 220, 210))):
             for kind, colour in zip(("cat", "dog"), colours) for i in range(per_class)}
 
 
-def write_mnist_npz(path, train=96, test=40, seed=0):
-    """A small file in Keras' mnist.npz format: a bright bar whose row is the digit."""
-    rng = np.random.default_rng(seed)
-
-    def digits(count):
-        labels = rng.integers(0, 10, count).astype(np.uint8)
-        images = rng.integers(0, 40, (count, 28, 28)).astype(np.uint8)
-        for image, label in zip(images, labels):
-            image[2 + 2 * label: 4 + 2 * label, 4:24] = 255
-        return images, labels
-
-    (x_train, y_train), (x_test, y_test) = digits(train), digits(test)
-    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
-    return path
-
-
-def update_params(path, overrides):
-    params = yaml.safe_load(Path(path).read_text())
-    for section, values in overrides.items():
-        params.setdefault(section, {}).update(values)
-    Path(path).write_text(yaml.safe_dump(params, sort_keys=False))
-
-
-def environment():
-    # One attempt per S3 request: an unreachable remote fails at once instead of after
-    # botocore's retries with backoff, file after file.
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", DVC_NO_ANALYTICS="1", AWS_MAX_ATTEMPTS="1")
-    env.pop("PYTHONPATH", None)
-    return env
-
-
-def run(cwd, *command, check=True):
-    result = subprocess.run(command, cwd=cwd, env=environment(), capture_output=True, text=True)
-    if check and result.returncode:
-        raise AssertionError(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def dvc(cwd, *args, check=True):
-    return run(cwd, str(BIN / "dvc"), *args, check=check)
-
-
-def stages_run(output):
-    """Names of the stages a `dvc repro` / `dvc exp run` output says it ran."""
-    return set(re.findall(r"Running stage '([^']+)'", output))
-
-
-def tamper_keeping_size_and_mtime(path):
-    """Change bytes in the middle of `path` in place, keeping its size, inode and mtime, so
-    only a re-read can notice; return a function that undoes it."""
-    info = path.stat()
-    with open(path, "r+b") as f:
-        f.seek(info.st_size // 2)
-        original = f.read(64)
-        f.seek(info.st_size // 2)
-        f.write(bytes(b ^ 0xFF for b in original))
-    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))
-
-    def undo():
-        with open(path, "r+b") as f:
-            f.seek(info.st_size // 2)
-            f.write(original)
-        os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))
-    return undo
-
-
-def make_workspace(path, overrides=TINY_PARAMS):
-    """A git + DVC repository holding this project's pipeline, with `overrides` applied."""
-    path.mkdir(parents=True, exist_ok=True)
-    for name in ("dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"):
-        shutil.copy(REPO / name, path / name)
-    shutil.copytree(REPO / "stages", path / "stages", ignore=shutil.ignore_patterns("__pycache__"))
-    update_params(path / "params.yaml", overrides)
-    write_mnist_npz(path / "mnist_small.npz")
-    run(path, "git", "init", "-q", "-b", "main")
-    run(path, "git", "config", "user.email", "test@example.com")
-    run(path, "git", "config", "user.name", "test")
-    dvc(path, "init", "-q")
-    dvc(path, "config", "core.analytics", "false")
-    run(path, "git", "add", "-A")
-    run(path, "git", "commit", "-qm", "pipeline")
-    return path
-
-
 @pytest.fixture(scope="session")
 def first_run(tmp_path_factory):
     """The whole DAG run once on the tiny params and committed: (workspace, `dvc repro`'s
@@ -153,12 +46,6 @@ def first_run(tmp_path_factory):
     run(path, "git", "add", "-A")
     run(path, "git", "commit", "-qm", "first run")
     return path, result.stdout
-
-
-def copy_workspace(source, target):
-    """A copy of a git + DVC workspace (its cache included) that lives on its own."""
-    shutil.copytree(source, target, symlinks=True)
-    return target
 
 
 def restore(workspace):
