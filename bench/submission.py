@@ -20,7 +20,6 @@ import csv
 import json
 import math
 import random
-import re
 import resource
 import subprocess
 import sys
@@ -31,14 +30,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-
-
-def cpu_description():
-    text = Path("/proc/cpuinfo").read_text()
-    model = re.search(r"^model name\s*:\s*(.*)$", text, re.M).group(1)
-    flags = set(re.search(r"^flags\s*:\s*(.*)$", text, re.M).group(1).split())
-    shown = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
-    return f"{model}, {len(re.findall(r'^processor', text, re.M))} cores, flags {' '.join(shown)}"
+from book_schedule import cpu_description  # noqa: E402  (bench/ is this script's folder)
 
 
 def pack_split(split_dir, archive, seed=0):

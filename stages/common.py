@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 PARAMS_FILE = Path("params.yaml")
+# Kaggle's names for the training images, which `split` also writes: cat.0.jpg, dog.12.jpg.
+IMAGE_NAME = re.compile(r"(cat|dog)\.(0|[1-9][0-9]*)\.jpg")
 OUTPUT_ROOTS = ("data", "models", "metrics", "dvclive", "submissions")  # where stages write
 # What atomic_file and atomic_dir leave behind when a process is killed before it cleans up.
 DEBRIS = re.compile(r"\.(tmp|old)-(\d+)-")

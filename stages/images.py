@@ -2,24 +2,20 @@
 
 import math
 import os
-import re
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from stages.common import StageError
+from stages.common import IMAGE_NAME, StageError
 
 SPLIT_DIR = Path("data/split")
 CLASS_FOLDERS = ("cats", "dogs")  # label 0 and 1, as flow_from_directory orders them
 
 
-SPLIT_NAME = re.compile(r"(cat|dog)\.(0|[1-9][0-9]*)\.jpg")  # what `split` writes
-
-
 def _index(path):
-    match = SPLIT_NAME.fullmatch(path.name)
+    match = IMAGE_NAME.fullmatch(path.name)
     if not match:
         raise StageError(f"{path} is not a file `split` writes (cat.<n>.jpg, dog.<n>.jpg): remove it, "
                          f"or run `dvc checkout {SPLIT_DIR}` (or `dvc repro --force split`) to restore the split")

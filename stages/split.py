@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from stages.common import atomic_dir, choice, load_params, run, StageError, write_json
+from stages.common import atomic_dir, choice, IMAGE_NAME, load_params, run, StageError, write_json
 
 OUTPUT = Path("data/split")
 REPORT = Path("metrics/data.json")
@@ -30,7 +30,6 @@ CLASSES = {"cat": "cats", "dog": "dogs"}
 # check_image rejects what Pillow would only warn about; the warning itself is noise. (Set once
 # here: warnings.catch_warnings() is not thread-safe, and images are checked in threads.)
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)  # Kaggle's prefix -> the book's folder
-IMAGE_NAME = re.compile(r"(cat|dog)\.(0|[1-9][0-9]*)\.jpg")
 # The largest member read: Kaggle's photos are under 1 MB; a member the zip header says is
 # larger is refused before a byte is inflated, and reading stops there if the header lied.
 MAX_MEMBER_BYTES = 64 * 2**20

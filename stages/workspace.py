@@ -105,13 +105,20 @@ def tamper_keeping_size_and_mtime(path):
     return undo
 
 
-def make_workspace(path, overrides=TINY_PARAMS):
-    """A git + DVC repository holding this project's pipeline, with `overrides` applied."""
+def copy_project(path, overrides=TINY_PARAMS):
+    """This project's pipeline (dvc.yaml, params.yaml with `overrides` applied, stages/) in
+    `path`, where its stages run with `python -m stages.<name>`."""
     path.mkdir(parents=True, exist_ok=True)
     for name in ("dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"):
         shutil.copy(REPO / name, path / name)
     shutil.copytree(REPO / "stages", path / "stages", ignore=shutil.ignore_patterns("__pycache__"))
     update_params(path / "params.yaml", overrides)
+    return path
+
+
+def make_workspace(path, overrides=TINY_PARAMS):
+    """A git + DVC repository holding this project's pipeline, with `overrides` applied."""
+    copy_project(path, overrides)
     write_mnist_npz(path / "mnist_small.npz")
     run(path, "git", "init", "-q", "-b", "main")
     run(path, "git", "config", "user.email", "test@example.com")

@@ -2,7 +2,6 @@
 
 import io
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,18 +16,15 @@ from stages import common
 from stages.common import StageError
 from stages.images import list_images
 from stages.split import BadImage, check_image, make_split, read_member
+from stages.workspace import copy_project
 from tests.conftest import environment, jpeg_bytes, kaggle_members, REPO, update_params, write_zip
 
 COUNTS = {"train": 4, "validation": 2, "test": 2}
 
 
 def project(tmp_path, **overrides):
-    """A folder where stages run: params.yaml, dvc.yaml and the stages package."""
-    for name in ("params.yaml", "dvc.yaml"):
-        shutil.copy(REPO / name, tmp_path / name)
-    shutil.copytree(REPO / "stages", tmp_path / "stages", ignore=shutil.ignore_patterns("__pycache__"))
-    update_params(tmp_path / "params.yaml", overrides)
-    return tmp_path
+    """A folder where stages run, on the book's params with `overrides`."""
+    return copy_project(tmp_path, overrides)
 
 
 def start(cwd, module):
