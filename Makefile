@@ -17,7 +17,7 @@ RUN_OVERRIDES := $(QUICK) $(if $(WEIGHTS),-S 'base.weights=$(WEIGHTS)')
 # `make mnist MNIST=path/to/mnist.npz` uses a local copy instead of Keras' download.
 MNIST ?=
 
-.PHONY: venv lock run book mnist submission report test bench clean-venv
+.PHONY: venv lock run book mnist submission report test test-fast lint bench clean-venv
 
 # The environment comes from lock files (every package pinned, with hashes): what `make
 # run` needs from requirements/run.lock; `make test` adds requirements/test.lock's extras.
@@ -58,13 +58,14 @@ mnist: $(VENV)/.installed
 # stopping. DATA and WEIGHTS point it at a real train.zip and a local ImageNet file, e.g.
 #   make book FAST=1 DATA=path/to/train.zip WEIGHTS=path/to/vgg16_notop.weights.h5
 # Overrides are written into params.yaml, as `dvc exp run -S` does.
-TRAINING_STAGES := scratch scratch_augmented train_head features_augmented finetune
-FAST_LEVERS := -S features.precision=bfloat16 $(foreach stage,$(TRAINING_STAGES),-S $(stage).precision=bfloat16) \
+# The training stages come from the catalog (dogs_vs_cats/catalog.py), read when a target needs them.
+TRAINING_STAGES = $(shell $(BIN)/python -c 'from dogs_vs_cats.catalog import TRAINING_STAGES; print(*TRAINING_STAGES)')
+FAST_LEVERS = -S features.precision=bfloat16 $(foreach stage,$(TRAINING_STAGES),-S $(stage).precision=bfloat16) \
                -S scratch.early_stopping=5 -S scratch_augmented.early_stopping=15 \
                -S features_augmented.early_stopping=10 -S finetune.early_stopping=10 \
                -S features_augmented.echo=3 -S finetune.echo=4
 DATA ?=
-BOOK_OVERRIDES := $(if $(FAST),$(FAST_LEVERS)) $(if $(DATA),-S 'data.archive=$(DATA)') \
+BOOK_OVERRIDES = $(if $(FAST),$(FAST_LEVERS)) $(if $(DATA),-S 'data.archive=$(DATA)') \
                   $(if $(WEIGHTS),-S 'base.weights=$(WEIGHTS)')
 
 book: $(VENV)/.installed
@@ -84,8 +85,17 @@ submission: $(VENV)/.installed
 report: $(VENV)/.installed
 	python -m report.build dvc_plots/report.html
 
+# The whole suite: every stage through DVC in throwaway workspaces (what CI runs).
 test: $(VENV)/.test-installed
 	pytest $(PYTEST_ARGS)
+
+# Every stage's logic on tiny inputs, without the tests that run the DAG through DVC
+# (marked `slow`): a few minutes on 2 cores.
+test-fast: $(VENV)/.test-installed
+	pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: $(VENV)/.test-installed
+	ruff check .
 
 # Feature extraction speed against the book's Keras 2 code (docs/performance.md);
 # e.g. make bench BENCH_ARGS="--images 1000 --rounds 2".

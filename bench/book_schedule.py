@@ -27,12 +27,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from stages.workspace import dvc, environment, make_workspace, update_params  # noqa: E402
+from dogs_vs_cats.catalog import MODELS, TRAINING_STAGES  # noqa: E402
+from tests.workspace import bench_workspace, dvc, environment, stage_command, update_params  # noqa: E402
 
 REAL_PHOTOS = REPO.parent / "shared/data/dogs-vs-cats-128px/train.zip"
 # Stage, the book's epochs (None: not a training stage), in the order they can run.
-STAGES = [("weights", None), ("features", None), ("scratch", 30), ("scratch_augmented", 100), ("train_head", 30),
-          ("features_augmented", 30), ("finetune", 100)]
+STAGES = [("weights", None), ("features", None)] + [(model.stage, model.book_epochs) for model in MODELS]
 TRAINING = [stage for stage, epochs in STAGES if epochs]
 PLAIN = {"features": {"precision": "float32"},
          **{stage: {"precision": "float32", "early_stopping": 0} for stage in TRAINING},
@@ -45,10 +45,9 @@ PLAIN = {"features": {"precision": "float32"},
 def fast_levers():
     """The Makefile's FAST_LEVERS as params.yaml sections (one source of truth for both)."""
     text = (REPO / "Makefile").read_text()
-    block = re.search(r"^FAST_LEVERS := (.*?)(?:\n\S|\n\n)", text, re.S | re.M).group(1)
-    stages = re.search(r"^TRAINING_STAGES := (.*)$", text, re.M).group(1).split()
+    block = re.search(r"^FAST_LEVERS = (.*?)(?:\n\S|\n\n)", text, re.S | re.M).group(1)
     block = block.replace("$(foreach stage,$(TRAINING_STAGES),-S $(stage).precision=bfloat16)",
-                          " ".join(f"-S {stage}.precision=bfloat16" for stage in stages))
+                          " ".join(f"-S {stage}.precision=bfloat16" for stage in TRAINING_STAGES))
     levers = {}
     for key, value in re.findall(r"-S (\S+?)=(\S+)", block):
         section, name = key.split(".")
@@ -66,7 +65,8 @@ def cpu_description():
 
 def run_stage(workspace, stage):
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=workspace, env=environment(),
+    command = stage_command(stage, workspace / "params.yaml")
+    result = subprocess.run([sys.executable, *command[1:]], cwd=workspace, env=environment(),
                             capture_output=True, text=True)
     if result.returncode:
         raise SystemExit(f"{stage} failed:\n{result.stderr[-3000:]}")
@@ -112,9 +112,8 @@ def main():
     if args.data is None:
         sys.exit("error: no archive: pass --data path/to/train.zip (real photos)")
     workspace = args.workdir
-    shutil.rmtree(workspace, ignore_errors=True)
     base = {"data": {"archive": str(args.data.resolve())}, "base": {"weights": str(Path(args.weights).resolve())}}
-    make_workspace(workspace, base)
+    bench_workspace(workspace, base)
     dvc(workspace, "repro", "split")
     print(f"CPU: {cpu_description()}", flush=True)
     levers = fast_levers()

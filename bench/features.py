@@ -11,7 +11,7 @@ written, model building excluded:
 
   book     Listing 5.17: tf_keras' ImageDataGenerator(rescale=1/255).flow_from_directory(...,
            batch_size=20) and conv_base.predict per batch (needs the bench extras: `make bench`)
-  project  stages.features.extract with the stage's model, once per --precisions value
+  project  dogs_vs_cats.features.extract with the stage's model, once per --precisions value
 
 Each path runs in a child process of its own, so the peak RSS printed is that path's.
 Also printed: this machine's matmul throughput in float32 and bfloat16 and the GFLOP/s
@@ -79,10 +79,11 @@ def child_book(args):
     try:
         import tf_keras
     except ImportError:
-        sys.exit("error: the book's path needs tf_keras (Keras 2): run `make bench`, which installs requirements/bench.lock")
+        sys.exit("error: the book's path needs tf_keras (Keras 2): "
+                 "run `make bench`, which installs requirements/bench.lock")
     conv_base = tf_keras.applications.VGG16(weights=None, include_top=False, input_shape=(args.size, args.size, 3))
     if args.weights != "none":
-        from stages.nets import conv_base as keras3_conv_base
+        from dogs_vs_cats.nets import conv_base as keras3_conv_base
         conv_base.set_weights(keras3_conv_base(args.weights, args.size).get_weights())
     datagen = tf_keras.preprocessing.image.ImageDataGenerator(rescale=1.0 / 255)
     started = time.perf_counter()
@@ -104,11 +105,9 @@ def child_book(args):
 
 def child_project(args):
     """The `features` stage's own code: its model, its tf.data input, its streaming writer."""
-    from stages.features import build_extractor, extract
-    from stages.images import list_images
-    params = {"base": {"weights": args.weights, "preprocess": "vgg16"}, "image": {"size": args.size},
-              "features": {"precision": args.precision}}
-    model = build_extractor(params)
+    from dogs_vs_cats.features import build_extractor, extract
+    from dogs_vs_cats.images import list_images
+    model = build_extractor(args.weights, args.size, "vgg16", args.precision)
     paths, _ = list_images("train", root=args.folder.parent)
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
@@ -139,9 +138,9 @@ def best_of(results):
 def prepare_images(archive, count, folder):
     """The first count/2 cats and dogs of `archive`, in flow_from_directory's layout."""
     sys.path.insert(0, str(REPO))
-    from stages.split import make_split
+    from dogs_vs_cats.split import make_split
     if archive == SAMPLE and not archive.is_file():
-        from stages.sample import write_sample
+        from dogs_vs_cats.sample import write_sample
         print(f"making the sample archive {archive}")
         write_sample(archive, max(count // 2, 2000), 42)
     make_split(archive, {"train": count // 2, "validation": 0, "test": 0}, output=folder.parent,
@@ -199,8 +198,9 @@ def main():
         print(f"{name:<20} {rate:9.1f} {rate / book_rate:6.2f}x {result['gflops']:8.0f} "
               f"{result['gflops'] / peak[name]:9.0%} {result['peak_rss_mb']:7.0f} MB")
     if args.json:
-        args.json.write_text(json.dumps({"archive": str(archive), "size": args.size, "conv_gflop_per_image": flops / 1e9,
-                                         "matmul_gflops": matmul, "runs": runs}, indent=2) + "\n")
+        args.json.write_text(json.dumps({"archive": str(archive), "size": args.size,
+                                         "conv_gflop_per_image": flops / 1e9, "matmul_gflops": matmul, "runs": runs},
+                                        indent=2) + "\n")
 
 
 if __name__ == "__main__":

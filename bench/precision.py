@@ -20,7 +20,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from stages.workspace import dvc, make_workspace, update_params  # noqa: E402
+from tests.workspace import bench_workspace, dvc, update_params  # noqa: E402
 
 REAL_PHOTOS = REPO.parent / "shared/data/dogs-vs-cats-128px/train.zip"
 
@@ -46,8 +46,7 @@ def main():
         sys.exit("error: no archive: pass --data path/to/train.zip (real photos; the sample says little here)")
     weights = args.weights if args.weights == "imagenet" else str(Path(args.weights).resolve())
     workspace = args.workdir
-    shutil.rmtree(workspace, ignore_errors=True)
-    make_workspace(workspace, {"data": {"archive": str(args.data.resolve())}, "base": {"weights": weights}})
+    bench_workspace(workspace, {"data": {"archive": str(args.data.resolve())}, "base": {"weights": weights}})
     dvc(workspace, "repro", "split")
 
     results, reference = {}, None

@@ -17,7 +17,6 @@
 import argparse
 import os
 import re
-import shutil
 import sys
 import threading
 import time
@@ -25,8 +24,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from stages.workspace import dvc, make_workspace, stages_run, tamper_keeping_size_and_mtime, TINY_PARAMS, \
-    update_params  # noqa: E402
+from tests.workspace import (  # noqa: E402
+    bench_workspace,
+    dvc,
+    stages_run,
+    tamper_keeping_size_and_mtime,
+    TINY_PARAMS,
+    update_params,
+)
 
 
 def timed(workspace, label, *args):
@@ -68,9 +73,8 @@ def main():
     args = parser.parse_args()
     per_class = args.images // 2
     workspace = args.workdir
-    shutil.rmtree(workspace, ignore_errors=True)
-    make_workspace(workspace, {**TINY_PARAMS, "sample": {"per_class": per_class, "max_side": 450},
-                               "split": {"train": 1000, "validation": 500, "test": 500}})
+    bench_workspace(workspace, {**TINY_PARAMS, "sample": {"per_class": per_class, "max_side": 450},
+                                "split": {"train": 1000, "validation": 500, "test": 500}})
     print(f"workspace {workspace}")
 
     timed(workspace, "sample (make the archive)", "repro", "sample")

@@ -19,8 +19,8 @@ import argparse
 import csv
 import json
 import math
+import os
 import random
-import resource
 import subprocess
 import sys
 import tempfile
@@ -59,13 +59,19 @@ def score(csv_path, labels, clip):
 
 def timed_submission(archive, model, out, tta, batch_size, clip=0.005):
     """Run write_submission in a child process: (seconds, peak RSS in MiB)."""
-    code = ("import sys; from stages.submission import write_submission; "
+    code = ("import sys; from dogs_vs_cats.submission import write_submission; "
             f"rows, skipped = write_submission({str(archive)!r}, {str(model)!r}, {str(out)!r}, clip={clip}, "
             f"tta={tta}, batch_size={batch_size}); print(rows, len(skipped))")
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+    child = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.DEVNULL)
+    # wait4 reports this child's own resource use (RUSAGE_CHILDREN would be the largest of
+    # every child this process has waited for so far).
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - start
-    return seconds, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    if child.returncode:
+        raise subprocess.CalledProcessError(child.returncode, child.args)
+    return seconds, usage.ru_maxrss / 1024
 
 
 def main():
@@ -90,10 +96,12 @@ def main():
                 results[f"tta{tta}"] = {"seconds": round(seconds, 1)}
                 for clip in args.clip:
                     loss, accuracy = score(out, labels, clip)
-                    results[f"tta{tta}"][f"clip {clip:g}"] = {"log_loss": round(loss, 4), "accuracy": round(accuracy, 4)}
-                    print(f"tta {tta:2d}, clip {clip:g}: log loss {loss:.4f}, accuracy {accuracy:.2%} ({seconds:.0f} s)")
+                    results[f"tta{tta}"][f"clip {clip:g}"] = {"log_loss": round(loss, 4),
+                                                               "accuracy": round(accuracy, 4)}
+                    print(f"tta {tta:2d}, clip {clip:g}: log loss {loss:.4f}, accuracy {accuracy:.2%} "
+                          f"({seconds:.0f} s)")
         if args.synthetic:
-            from stages.sample import write_test_sample
+            from dogs_vs_cats.sample import write_test_sample
             start = time.perf_counter()
             write_test_sample(archive, args.synthetic, seed=42)
             drawn = time.perf_counter() - start

@@ -63,7 +63,8 @@ def inline_pictures(project):
     parts = []
     for path in sorted((project / PICTURES).glob("*.png")):
         data = base64.b64encode(path.read_bytes()).decode()
-        parts.append(f"<h3>{html.escape(path.stem)}</h3>\n<img alt=\"{html.escape(path.name)}\" src=\"data:image/png;base64,{data}\">")
+        parts.append(f"<h3>{html.escape(path.stem)}</h3>\n"
+                     f"<img alt=\"{html.escape(path.name)}\" src=\"data:image/png;base64,{data}\">")
     return "\n".join(parts) or "<p>No pictures: run <code>dvc repro visualize</code>.</p>"
 
 
@@ -78,9 +79,11 @@ def build(target, project="."):
     project, target = Path(project).resolve(), Path(target).resolve()
     with tempfile.TemporaryDirectory() as tmp:
         template = Path(tmp) / "template.html"
-        template.write_text(TEMPLATE.format(scripts=inline_scripts(), pictures=inline_pictures(project)), encoding="utf-8")
-        result = subprocess.run([sys.executable, "-m", "dvc", "plots", "show", "--html-template", str(template), "--out", str(Path(tmp) / "out"),
-                                 *vega_plots(project)], cwd=project, capture_output=True, text=True)
+        template.write_text(TEMPLATE.format(scripts=inline_scripts(), pictures=inline_pictures(project)),
+                            encoding="utf-8")
+        result = subprocess.run([sys.executable, "-m", "dvc", "plots", "show", "--html-template", str(template),
+                                 "--out", str(Path(tmp) / "out"), *vega_plots(project)],
+                                cwd=project, capture_output=True, text=True)
         if result.returncode:
             raise SystemExit(f"error: dvc plots show failed: {result.stderr.strip().splitlines()[-1:]}")
         target.parent.mkdir(parents=True, exist_ok=True)

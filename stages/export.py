@@ -1,50 +1,27 @@
-"""Stage `export`: the fine-tuned model as a TensorFlow SavedModel for serving, in models/finetuned/.
+"""Stage `export`: the fine-tuned model as a TensorFlow SavedModel for serving.
 
-One signature, `serve`: `images`, a uint8 batch N x H x W x 3 of RGB pictures of any
-size (the same size within one batch), resized inside the graph the way training
-resizes them (bilinear with antialiasing, rounded to whole values), in; `p_dog`, the N
-dog probabilities (float32), out. Nothing of this project is needed to use it:
+    python -m stages.export MODEL OUTPUT     (dvc.yaml: models/finetuned.keras models/finetuned)
 
-    loaded = tf.saved_model.load("models/finetuned")
-    p_dog = loaded.serve(tf.constant(images_uint8))["p_dog"]
-
-TensorFlow Serving and `saved_model_cli show --dir models/finetuned --all` see the same
-signature as `serving_default`.
+OUTPUT's one signature, `serve`, takes `images`, a uint8 batch of RGB pictures of any size,
+and gives `p_dog`; nothing of this project is needed to use it (dogs_vs_cats/serving.py,
+docs/predict.md). TensorFlow Serving and `saved_model_cli show --dir models/finetuned
+--all` see the same signature as `serving_default`.
 """
 
-from pathlib import Path
-
-from stages.common import atomic_dir, load_params, run, StageError
-
-MODEL = Path("models/finetuned.keras")
-OUTPUT = Path("models/finetuned")
+from dogs_vs_cats.config import load_params
+from dogs_vs_cats.errors import StageError
+from dogs_vs_cats.serving import export
+from dogs_vs_cats.stage import run
 
 
-def export(model, path):
-    """Write `model` (square RGB input) to `path` as a SavedModel taking uint8 images of any size."""
-    import keras
-    import tensorflow as tf
-    from stages.images import resize
-    size = model.input_shape[1]
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-
-    def serve(images):
-        return {"p_dog": tf.reshape(model(resize(images, size), training=False), [-1])}
-
-    archive.add_endpoint("serve", serve, input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
-    with atomic_dir(path) as tmp:
-        archive.write_out(str(tmp), verbose=False)
-
-
-def main():
+def main(model_file, output):
     load_params()  # validates params.yaml like every stage; the model carries its own input size
-    if not MODEL.is_file():
-        raise StageError(f"{MODEL} not found: run `dvc repro finetune` first")
+    if not model_file.is_file():
+        raise StageError(f"{model_file} not found: run `dvc repro finetune` first")
     import keras
-    export(keras.models.load_model(MODEL), OUTPUT)
-    print(f"wrote {OUTPUT}/: SavedModel, signature serve(images: uint8 N x H x W x 3) -> p_dog (N)")
+    export(keras.models.load_model(model_file), output)
+    print(f"wrote {output}/: SavedModel, signature serve(images: uint8 N x H x W x 3) -> p_dog (N)")
 
 
 if __name__ == "__main__":
-    run(main)
+    run(main, inputs=("MODEL",), outputs=("OUTPUT",))

@@ -1,66 +1,30 @@
-"""Stage `mnist_data`: the MNIST arrays the `mnist` stage trains on, as data/mnist.npz.
+"""Stage `mnist_data`: the MNIST arrays the `mnist` stage trains on.
+
+    python -m stages.mnist_data OUTPUT     (dvc.yaml: data/mnist.npz)
 
 Source: `mnist.npz`, the path of a local mnist.npz in Keras' format (x_train, y_train,
 x_test, y_test), or "" for Keras' own download (cached in ~/.keras/datasets). The file
-is checked and copied byte for byte, so data/mnist.npz is a DVC output with a hash (in
+is checked and copied byte for byte, so OUTPUT is a DVC output with a hash (in
 dvc.lock, in the cache, pushed to a remote) and `mnist` re-runs exactly when the data
 changed. DVC cannot see a file outside the project change: after replacing the file
 behind the path, `dvc repro -f mnist_data` copies it again (the same bytes re-run nothing).
 """
 
 import shutil
-from pathlib import Path
 
-import numpy as np
-
-from stages.common import atomic_file, load_params, run, StageError
-
-OUTPUT = Path("data/mnist.npz")
-KEYS = ("x_train", "y_train", "x_test", "y_test")
-# Keras' own copy (keras.datasets.mnist.load_data), with its digest.
-KERAS_ORIGIN = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
-KERAS_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
+from dogs_vs_cats.config import load_params
+from dogs_vs_cats.mnist import load_mnist, source
+from dogs_vs_cats.outputs import atomic_file
+from dogs_vs_cats.stage import run
 
 
-def download():
-    """Keras' mnist.npz: from ~/.keras/datasets, or downloaded there once."""
-    import keras
-    try:
-        return Path(keras.utils.get_file("mnist.npz", origin=KERAS_ORIGIN, file_hash=KERAS_SHA256))
-    except Exception as e:  # Keras raises a bare Exception for a failed download
-        raise StageError(
-            f"could not download MNIST ({str(e).splitlines()[0][:200]}): put Keras' mnist.npz in "
-            f"~/.keras/datasets/, or set mnist.npz in params.yaml to a local copy (`make mnist MNIST=path/to/mnist.npz`)"
-        ) from None
-
-
-def load_mnist(path):
-    """x_train, y_train, x_test, y_test from `path`; StageError unless it holds Keras' mnist.npz arrays."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = tuple(data[key] for key in KEYS)
-    except (KeyError, ValueError, OSError, EOFError) as e:
-        raise StageError(f"mnist.npz {path} is not Keras' mnist.npz (arrays {', '.join(KEYS)}): {e}") from None
-    for images, labels, name in ((arrays[0], arrays[1], "train"), (arrays[2], arrays[3], "test")):
-        if images.ndim != 3 or images.shape[1:] != (28, 28) or len(images) != len(labels) or not len(images):
-            raise StageError(f"mnist.npz {path}: x_{name} must be N x 28 x 28 with N labels in y_{name}, "
-                             f"got {images.shape} and {labels.shape}")
-    return arrays
-
-
-def main():
-    source = load_params()["mnist"]["npz"]
-    if source:
-        path = Path(source)
-        if not path.is_file():
-            raise StageError(f"mnist.npz {path} not found: set mnist.npz to a local mnist.npz, or to \"\" to download it")
-    else:
-        path = download()
+def main(output):
+    path = source(load_params().mnist.npz)
     load_mnist(path)
-    with atomic_file(OUTPUT) as tmp:
+    with atomic_file(output) as tmp:
         shutil.copyfile(path, tmp)
-    print(f"wrote {OUTPUT} from {path}")
+    print(f"wrote {output} from {path}")
 
 
 if __name__ == "__main__":
-    run(main)
+    run(main, outputs=("OUTPUT",))

@@ -1,20 +1,27 @@
-"""Stage `scratch_augmented` (Listings 5.13-5.14): the small convnet with dropout, on augmented images."""
+"""Stage `scratch_augmented` (Listings 5.13-5.14): the small convnet with dropout, on augmented images.
 
-from stages.common import load_params, run
-from stages.nets import check_image_size, small_convnet
-from stages.training import distributed, image_data, Phase, seed_everything, train, training_precision, use_cache
+    python -m stages.scratch_augmented SPLIT MODEL LOGS
+    (dvc.yaml: data/split models/scratch_augmented.keras dvclive/scratch_augmented)
+"""
+
+from dogs_vs_cats.cache import use_cache
+from dogs_vs_cats.config import load_params
+from dogs_vs_cats.nets import small_convnet
+from dogs_vs_cats.stage import run
+from dogs_vs_cats.training import distributed, image_data, Phase, seed_everything, train, training_precision
 
 
-def main():
+def main(split_dir, model_file, logs):
     params = load_params()
-    own, size = params["scratch_augmented"], check_image_size(params["image"]["size"])
-    seed_everything(own["seed"])
-    data = image_data(size, own["batch_size"], own["seed"], use_cache("scratch_augmented", own))
+    own, size = params.scratch_augmented, params.image.size
+    seed_everything(own.seed)
+    data = image_data(size, own.batch_size, own.seed, use_cache(own.cache), split_dir)
     with distributed("scratch_augmented", own):
         with training_precision("scratch_augmented", own):
-            model = small_convnet(size, own["dropout"])
-        train("scratch_augmented", model, data, [Phase(own["epochs"], own["lr"])], own, augment=params["augment"])
+            model = small_convnet(size, own.dropout)
+        train("scratch_augmented", model, data, [Phase(own.epochs, own.lr)], own, augment=params.augment,
+              output=model_file, logs=logs)
 
 
 if __name__ == "__main__":
-    run(main)
+    run(main, inputs=("SPLIT",), outputs=("MODEL", "LOGS"))

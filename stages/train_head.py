@@ -1,35 +1,26 @@
-"""Stage `train_head` (Listing 5.18): a dense classifier on the cached conv-base features."""
+"""Stage `train_head` (Listing 5.18): a dense classifier on the cached conv-base features.
 
-from pathlib import Path
+    python -m stages.train_head FEATURES MODEL LOGS     (dvc.yaml: data/features models/head.keras dvclive/train_head)
+"""
 
-import numpy as np
-
-from stages.common import load_params, run, StageError
-from stages.nets import dense_head
-from stages.training import distributed, Phase, seed_everything, train, training_precision
-
-FEATURES_DIR = Path("data/features")
-
-
-def load_features(split):
-    paths = [FEATURES_DIR / f"{split}_{kind}.npy" for kind in ("features", "labels")]
-    for path in paths:
-        if not path.is_file():
-            raise StageError(f"{path} not found: run `dvc repro features` first")
-    return np.load(paths[0]), np.load(paths[1])
+from dogs_vs_cats.config import load_params
+from dogs_vs_cats.features import load_features
+from dogs_vs_cats.nets import dense_head
+from dogs_vs_cats.stage import run
+from dogs_vs_cats.training import distributed, Phase, seed_everything, train, training_precision
 
 
-def main():
-    params = load_params()["train_head"]
-    seed_everything(params["seed"])
-    train_x, train_y = load_features("train")
-    data = {"x": train_x, "y": train_y, "batch_size": params["batch_size"],
-            "validation_data": load_features("validation")}
-    with distributed("train_head", params):
-        with training_precision("train_head", params):
-            model = dense_head(train_x.shape[1:], params["units"], params["dropout"])
-        train("train_head", model, data, [Phase(params["epochs"], params["lr"])], params, output="models/head.keras")
+def main(features, model_file, logs):
+    own = load_params().train_head
+    seed_everything(own.seed)
+    train_x, train_y = load_features(features, "train")
+    data = {"x": train_x, "y": train_y, "batch_size": own.batch_size,
+            "validation_data": load_features(features, "validation")}
+    with distributed("train_head", own):
+        with training_precision("train_head", own):
+            model = dense_head(train_x.shape[1:], own.units, own.dropout)
+        train("train_head", model, data, [Phase(own.epochs, own.lr)], own, output=model_file, logs=logs)
 
 
 if __name__ == "__main__":
-    run(main)
+    run(main, inputs=("FEATURES",), outputs=("MODEL", "LOGS"))

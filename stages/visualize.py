@@ -1,6 +1,9 @@
 """Stage `visualize`: what the fine-tuned convnet sees, and the pictures of the chapter.
 
-Writes PNG images to metrics/visualize/ (image plots for `dvc plots`):
+    python -m stages.visualize MODEL PREDICTIONS SPLIT OUTPUT
+    (dvc.yaml: models/finetuned.keras metrics/eval/finetuned/predictions.json data/split metrics/visualize)
+
+Writes PNG images to OUTPUT (image plots for `dvc plots`):
 - augmentation.png: one training image and random augmentations of it (Figure 5.11);
 - most_wrong.png: the test images the fine-tuned model gets most wrong;
 - activations_<layer>.png: the first channels of each chosen layer for one test image;
@@ -8,199 +11,17 @@ Writes PNG images to metrics/visualize/ (image plots for `dvc plots`):
 - gradcam.png: Grad-CAM class-activation heatmaps over a few test images.
 """
 
-import json
-from pathlib import Path
-
-import matplotlib
-
-matplotlib.use("Agg")  # files only, no display
-
-import keras  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from stages.common import atomic_file, load_params, run, StageError  # noqa: E402
-from stages.images import list_images, load_image  # noqa: E402
-from stages.nets import augmentation  # noqa: E402
-
-MODEL = Path("models/finetuned.keras")
-PREDICTIONS = Path("metrics/eval/finetuned/predictions.json")
-OUTPUT_DIR = Path("metrics/visualize")
-LAST_CONV = "block5_conv3"
-CLASS_NAMES = ("cat", "dog")
+from dogs_vs_cats.config import load_params
+from dogs_vs_cats.explain import visualize
+from dogs_vs_cats.stage import run
 
 
-def save_figure(figure, name):
-    with atomic_file(OUTPUT_DIR / name) as tmp:
-        figure.savefig(tmp, format="png", dpi=80, bbox_inches="tight")
-    plt.close(figure)
-
-
-def grid(images, titles=None, columns=8, size=1.6, cmap=None):
-    rows = -(-len(images) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(columns * size, rows * size), squeeze=False)
-    for i, axis in enumerate(axes.flat):
-        axis.axis("off")
-        if i < len(images):
-            axis.imshow(images[i], cmap=cmap)
-            if titles:
-                axis.set_title(titles[i], fontsize=7)
-    return figure
-
-
-def to_uint8(image):
-    return np.clip(np.asarray(image), 0, 255).astype(np.uint8)
-
-
-def normalise(array):
-    """Scale to [0, 1]; a constant array becomes zeros."""
-    array = np.asarray(array, dtype=np.float32)
-    span = array.max() - array.min()
-    return (array - array.min()) / span if span > 0 else np.zeros_like(array)
-
-
-def _layers(model):
-    """The layers of a Sequential model, nested Sequentials expanded."""
-    for layer in model.layers:
-        if isinstance(layer, keras.Sequential):
-            yield from _layers(layer)
-        else:
-            yield layer
-
-
-def without_sigmoid(classifier):
-    """`classifier` (a Sequential ending in Dense(1, sigmoid), possibly inside a nested
-    Sequential) with the same weights, giving the logit instead of the probability."""
-    layers = list(_layers(classifier))
-    last = layers[-1]
-    linear = last.__class__.from_config({**last.get_config(), "activation": "linear", "name": f"{last.name}_logit"})
-    model = keras.Sequential([keras.Input(classifier.input_shape[1:]), *layers[:-1], linear])
-    linear.set_weights(last.get_weights())
-    return model
-
-
-def grad_cam(feature_model, classifier, images):
-    """Grad-CAM heatmaps, one per image, of the images' size, with values in [0, 1].
-
-    `feature_model` maps images to the last convolutional maps, `classifier` maps those to
-    the sigmoid output. The score of the predicted class is taken before the sigmoid, as
-    in Grad-CAM's paper: the logit for a dog, minus the logit for a cat (the probability
-    saturates on confident predictions and its gradient vanishes). Each map is weighted by
-    the mean gradient of that score and the positive part of the sum is kept.
-    """
-    logits = without_sigmoid(classifier)
-    images = tf.convert_to_tensor(images, tf.float32)
-    with tf.GradientTape() as tape:
-        maps = feature_model(images)
-        tape.watch(maps)
-        logit = tf.cast(logits(maps)[:, 0], tf.float32)
-        score = tf.where(logit > 0, logit, -logit)
-    gradients = tape.gradient(score, maps)
-    weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
-    cams = tf.nn.relu(tf.reduce_sum(weights * maps, axis=-1))[..., None]
-    cams = tf.image.resize(cams, images.shape[1:3], method="bilinear")[..., 0].numpy()
-    return np.stack([normalise(cam) for cam in cams])
-
-
-def filter_patterns(layer_model, preprocess, count, steps, size, seed):
-    """Gradient ascent in input space: for filter i, an image that maximises its mean activation."""
-    count = min(count, layer_model.output_shape[-1])
-    rng = np.random.default_rng(seed)
-    images = tf.Variable(rng.uniform(0, 20, (count, size, size, 3)).astype(np.float32) + 128)  # grey noise, as the book
-    for _ in range(steps):
-        with tf.GradientTape() as tape:
-            activations = layer_model(preprocess(images))
-            loss = tf.reduce_sum([tf.reduce_mean(activations[i, ..., i]) for i in range(count)])
-        gradients = tape.gradient(loss, images)
-        gradients /= tf.sqrt(tf.reduce_mean(tf.square(gradients), axis=(1, 2, 3), keepdims=True)) + 1e-5
-        images.assign_add(gradients)
-    # The book's deprocessing: centre, scale to a standard deviation of 0.1, shift to 0.5.
-    patterns = images.numpy()
-    patterns -= patterns.mean(axis=(1, 2, 3), keepdims=True)
-    patterns /= patterns.std(axis=(1, 2, 3), keepdims=True) + 1e-5
-    return np.clip(patterns * 0.1 + 0.5, 0, 1)
-
-
-def model_parts(model):
-    """The preprocessing layer, the VGG16 base and the head of the fine-tuned model."""
-    try:
-        preprocess, base, head = (model.get_layer(name) for name in ("preprocess", "vgg16", "head"))
-    except ValueError:
-        preprocess = None
-    if preprocess is None:
-        raise StageError(f"{MODEL} is not the fine-tuned VGG16 this project saves: run `dvc repro finetune`")
-    return preprocess, base, head
-
-
-def check_layers(base, names):
-    known = [layer.name for layer in base.layers[1:]]
-    for name in names:
-        if name not in known:
-            raise StageError(f"params.yaml: visualize.layers has {name!r}; use layers of VGG16: {', '.join(known)}")
-
-
-def most_wrong(count, size):
-    if not PREDICTIONS.is_file():
-        raise StageError(f"{PREDICTIONS} not found: run `dvc repro evaluate@finetuned` first")
-    predictions = json.loads(PREDICTIONS.read_text())["predictions"]
-    worst = sorted(predictions, key=lambda p: -abs(p["label"] - p["probability"]))[:count]
-    folders = {0: "cats", 1: "dogs"}
-    images = [to_uint8(load_image(f"data/split/test/{folders[p['label']]}/{p['image']}", size)) for p in worst]
-    titles = [f"{p['image']}\np(dog) = {p['probability']:.2f}" for p in worst]
-    return images, titles
-
-
-def main():
+def main(model_file, predictions, split_dir, output):
     params = load_params()
-    settings, size = params["visualize"], params["image"]["size"]
-    if not MODEL.is_file():
-        raise StageError(f"{MODEL} not found: run `dvc repro finetune` first")
-    model = keras.models.load_model(MODEL)
-    preprocess, base, head = model_parts(model)
-    check_layers(base, settings["layers"])
-    test_paths, test_labels = list_images("test")
-    train_paths, _ = list_images("train")
-
-    image = load_image(train_paths[settings["image"] % len(train_paths)], size)[None]
-    layers = augmentation(params["augment"], seed=settings["seed"])
-    augmented = [to_uint8(image[0])] + [to_uint8(layers(image, training=True)[0]) for _ in range(settings["augmentations"])]
-    save_figure(grid(augmented, ["original"] + [f"augmented {i + 1}" for i in range(len(augmented) - 1)], columns=4, size=2.2),
-                "augmentation.png")
-
-    images, titles = most_wrong(settings["most_wrong"], size)
-    save_figure(grid(images, titles, columns=4, size=2.2), "most_wrong.png")
-
-    test_image = load_image(test_paths[settings["image"] % len(test_paths)], size)[None]
-    activation_model = keras.Model(base.input, [base.get_layer(name).output for name in settings["layers"]])
-    for name, activation in zip(settings["layers"], activation_model(preprocess(test_image))):
-        channels = activation[0].numpy()[..., : settings["channels"]]
-        maps = [normalise(channels[..., c]) for c in range(channels.shape[-1])]
-        save_figure(grid(maps, [f"{name} #{c}" for c in range(len(maps))], cmap="viridis"), f"activations_{name}.png")
-
-    # The same weights at the patterns' own size (conv weights do not depend on it).
-    resized = keras.applications.VGG16(include_top=False, weights=None,
-                                       input_shape=(settings["ascent_size"], settings["ascent_size"], 3))
-    resized.set_weights(base.get_weights())
-    for name in settings["layers"]:
-        layer_model = keras.Model(resized.input, resized.get_layer(name).output)
-        patterns = filter_patterns(layer_model, preprocess, settings["filters"], settings["ascent_steps"],
-                                   settings["ascent_size"], settings["seed"])
-        save_figure(grid(list(patterns), [f"{name} #{i}" for i in range(len(patterns))]), f"filters_{name}.png")
-
-    feature_model = keras.Sequential([keras.Input(test_image.shape[1:]), preprocess,
-                                      keras.Model(base.input, base.get_layer(LAST_CONV).output)])
-    classifier = keras.Sequential([keras.Input(feature_model.output_shape[1:]), base.get_layer("block5_pool"), head])
-    step = max(1, len(test_paths) // settings["gradcam_images"])
-    picked = list(range(0, len(test_paths), step))[: settings["gradcam_images"]]  # cats first, then dogs
-    chosen = np.stack([load_image(test_paths[i], size) for i in picked])
-    heatmaps = grad_cam(feature_model, classifier, chosen)
-    p_dog = model.predict(chosen, verbose=0).ravel()
-    titles = [f"{Path(test_paths[i]).name} ({CLASS_NAMES[test_labels[i]]})\nP(dog) = {p:.2f}" for i, p in zip(picked, p_dog)]
-    overlays = [to_uint8(0.6 * image + 0.4 * 255 * plt.cm.jet(heatmap)[..., :3]) for image, heatmap in zip(chosen, heatmaps)]
-    save_figure(grid(overlays, titles, columns=min(4, len(overlays)), size=2.2), "gradcam.png")
-    print(f"wrote {OUTPUT_DIR}/: {len(list(OUTPUT_DIR.glob('*.png')))} images")
+    pictures = visualize(model_file, predictions, split_dir, output, params.image.size, params.augment,
+                         params.visualize)
+    print(f"wrote {output}/: {len(pictures)} images")
 
 
 if __name__ == "__main__":
-    run(main)
+    run(main, inputs=("MODEL", "PREDICTIONS", "SPLIT"), outputs=("OUTPUT",))

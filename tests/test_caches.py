@@ -9,18 +9,21 @@ import pytest
 import yaml
 from PIL import Image
 
-from stages.common import StageError
-from stages.images import array_dataset, image_dataset, list_images, load_images
-from stages.nets import dense_head
-from stages.training import frozen_part_data, Phase, train, use_cache
-from tests.conftest import REPO, update_params
+from dogs_vs_cats.cache import frozen_part_data
+from dogs_vs_cats.catalog import WEIGHTS_FILE
+from dogs_vs_cats.errors import StageError
+from dogs_vs_cats.images import array_dataset, image_dataset, list_images, load_images
+from dogs_vs_cats.nets import dense_head
+from dogs_vs_cats.training import Phase, train
+from tests.helpers import section
+from tests.workspace import REPO, stage_paths, update_params
 
 
-def write_split(root, per_class={"train": 6, "validation": 4}, seed=0):
+def write_split(root, per_class=(("train", 6), ("validation", 4)), seed=0):
     """data/split with noisy pictures: cats darker than dogs, so there is something to learn."""
     rng = np.random.default_rng(seed)
     index = 0
-    for split, count in per_class.items():
+    for split, count in per_class:
         for folder, kind, level in (("cats", "cat", 70), ("dogs", "dog", 170)):
             directory = root / "data/split" / split / folder
             directory.mkdir(parents=True, exist_ok=True)
@@ -43,7 +46,7 @@ def project(tmp_path, monkeypatch):
     write_split(tmp_path)
     monkeypatch.chdir(tmp_path)
     from stages import weights
-    weights.main()  # base.weights none: the seeded random base the VGG16 stages load
+    weights.main(WEIGHTS_FILE)  # base.weights none: the seeded random base the VGG16 stages load
     return tmp_path
 
 
@@ -59,7 +62,7 @@ def val_losses(stage):
 def run_stage(module, section, **values):
     set_params(section, **values)
     keras.backend.clear_session()
-    module.main()
+    module.main(*stage_paths(section))
     return val_losses(section)
 
 
@@ -97,7 +100,7 @@ def test_frozen_part_cache_trains_like_end_to_end(project):
 
 
 def test_frozen_features_equal_the_frozen_models_output(project):
-    from stages.nets import conv_base, feature_extractor
+    from dogs_vs_cats.nets import conv_base, feature_extractor
     extractor = feature_extractor(conv_base("none", 48), "vgg16")
     data = frozen_part_data(extractor, 48, 4, seed=1, augment={}, echo=1)(0)
     val_paths, val_labels = list_images("validation")
@@ -108,19 +111,20 @@ def test_frozen_features_equal_the_frozen_models_output(project):
 
 
 def test_echo_reuses_each_pass_for_that_many_epochs(project):
-    from stages.nets import conv_base, feature_extractor
+    from dogs_vs_cats.nets import conv_base, feature_extractor
     extractor = feature_extractor(conv_base("none", 48), "vgg16")
     augment = {"horizontal_flip": True, "rotation": 40}
     echoed = frozen_part_data(extractor, 48, 4, seed=1, augment=augment, echo=2)
     first, second, third = echoed(0), echoed(1), echoed(2)
     assert second["x"] is first["x"] and not first["shuffle"] and second["shuffle"]
     assert third["x"] is not first["x"] and not np.allclose(third["x"], first["x"])  # fresh augmentations
+    # The schema states the rules, in params.yaml's one line of errors.
     with pytest.raises(StageError, match=r"finetune.echo is 2 but the cache is off"):
-        use_cache("finetune", {"cache": False, "echo": 2})
-    with pytest.raises(StageError, match=r"finetune.echo is 0; it must be a whole number >= 1"):
-        use_cache("finetune", {"cache": True, "echo": 0})
-    with pytest.raises(StageError, match=r"scratch.cache is 'yes'"):
-        use_cache("scratch", {"cache": "yes"})
+        section("finetune", cache=False, echo=2)
+    with pytest.raises(StageError, match=r"finetune.echo: should be greater than or equal to 1 \(got 0\)"):
+        section("finetune", cache=True, echo=0)
+    with pytest.raises(StageError, match=r"scratch.cache: should be 'auto', True or False \(got 'yes'\)"):
+        section("scratch", cache="yes")
 
 
 def test_early_stopping_stops_and_keeps_the_best_epoch(tmp_path, monkeypatch, rng):
@@ -141,8 +145,8 @@ def test_early_stopping_stops_and_keeps_the_best_epoch(tmp_path, monkeypatch, rn
     kept = keras.models.load_model(tmp_path / "head.keras").evaluate(x, 1 - y, verbose=0)[0]
     assert kept == pytest.approx(min(losses), rel=1e-4)
     assert saved.evaluate(x, 1 - y, verbose=0)[0] == pytest.approx(min(losses), rel=1e-4)
-    with pytest.raises(StageError, match=r"train_head.early_stopping is -1"):
-        train("train_head", model, data, [Phase(1, 1e-2)], {"early_stopping": -1})
+    with pytest.raises(StageError, match=r"train_head.early_stopping: should be greater than or equal to 0"):
+        section("train_head", early_stopping=-1)
 
 
 def test_bfloat16_training_saves_a_float32_model(project):

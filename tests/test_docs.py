@@ -5,7 +5,7 @@ import re
 import pytest
 from ruamel.yaml import YAML
 
-from tests.conftest import REPO
+from tests.workspace import REPO
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 MAKE_TARGETS = set(re.findall(r"^([a-z][\w-]*):", (REPO / "Makefile").read_text(), re.M))

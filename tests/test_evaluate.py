@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from stages.evaluate import binary_metrics, evaluate
+from dogs_vs_cats.evaluation import binary_metrics, evaluate
 
 
 def brute_force_auc(labels, scores):
@@ -49,7 +49,8 @@ def test_evaluate_writes_metrics_and_curves_dvc_can_plot(tmp_path, rng):
     folder.mkdir()
     np.save(folder / "test_features.npy", features)
     np.save(folder / "test_labels.npy", labels)
-    model = keras.Sequential([keras.Input((2, 2, 8)), keras.layers.Flatten(), keras.layers.Dense(1, activation="sigmoid")])
+    model = keras.Sequential([keras.Input((2, 2, 8)), keras.layers.Flatten(),
+                              keras.layers.Dense(1, activation="sigmoid")])
     kernel = np.zeros((32, 1), np.float32)
     kernel[0] = 3.0
     model.layers[-1].set_weights([kernel, np.zeros(1)])
@@ -58,7 +59,8 @@ def test_evaluate_writes_metrics_and_curves_dvc_can_plot(tmp_path, rng):
     results = evaluate(tmp_path / "head.keras", folder, tmp_path / "eval/head", batch_size=16)
     written = json.loads((tmp_path / "eval/head/metrics.json").read_text())
     assert written["accuracy"] == results["accuracy"] and written["confusion"] == results["confusion"]
-    assert written["parameters"] == 33 and written["roc_auc"] == pytest.approx(brute_force_auc(labels, scores), abs=1e-6)
+    assert written["parameters"] == 33
+    assert written["roc_auc"] == pytest.approx(brute_force_auc(labels, scores), abs=1e-6)
     roc = json.loads((tmp_path / "eval/head/plots/sklearn/roc.json").read_text())["roc"]
     fpr, tpr = [row["fpr"] for row in roc], [row["tpr"] for row in roc]
     assert fpr[0] == tpr[0] == 0 and fpr[-1] == tpr[-1] == 1 and roc[0]["threshold"] == 1.0

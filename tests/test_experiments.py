@@ -5,7 +5,9 @@ import json
 import pytest
 from ruamel.yaml import YAML
 
-from tests.conftest import copy_workspace, dvc, run, stages_run, update_params
+from tests.workspace import copy_workspace, dvc, run, stages_run, update_params
+
+pytestmark = pytest.mark.slow  # the whole DAG through DVC
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +58,8 @@ def test_experiment_grid_shows_in_exp_show(workspace):
 def test_exp_run_set_float_in_every_notation_on_every_training_stage(workspace):
     rates = {"scratch": "5e-5", "scratch_augmented": "1e-05", "train_head": "0.00003",
              "features_augmented": "5e-5", "finetune": "2e-05", "mnist": "0.00002"}
-    result = dvc(workspace, "exp", "run", *[arg for stage, rate in rates.items() for arg in ("-S", f"{stage}.lr={rate}")],
+    result = dvc(workspace, "exp", "run",
+                 *[arg for stage, rate in rates.items() for arg in ("-S", f"{stage}.lr={rate}")],
                  *rates)  # the training stages as targets: what they log is the point, not what follows
     assert set(rates) <= stages_run(result.stdout)
     for stage, rate in rates.items():

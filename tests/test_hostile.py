@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stages import common
-from stages.common import StageError
-from stages.images import list_images
-from stages.split import BadImage, check_image, make_split, read_member
-from stages.workspace import copy_project
-from tests.conftest import environment, jpeg_bytes, kaggle_members, REPO, update_params, write_zip
+from dogs_vs_cats import outputs, stage
+from dogs_vs_cats.archives import BadImage, check_image, read_member
+from dogs_vs_cats.errors import StageError
+from dogs_vs_cats.images import list_images
+from dogs_vs_cats.split import make_split
+from tests.helpers import jpeg_bytes, kaggle_members, write_zip
+from tests.workspace import copy_project, environment, REPO, stage_command, update_params
 
 COUNTS = {"train": 4, "validation": 2, "test": 2}
 
@@ -28,7 +29,8 @@ def project(tmp_path, **overrides):
 
 
 def start(cwd, module):
-    return subprocess.Popen([sys.executable, "-m", f"stages.{module}"], cwd=cwd, env=environment(),
+    return subprocess.Popen([sys.executable, *stage_command(module, cwd / "params.yaml")[1:]], cwd=cwd,
+                            env=environment(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -41,7 +43,7 @@ def wait_for(condition, process, seconds=120):
 
 
 def debris(root):
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if common.DEBRIS.match(p.name))
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if outputs.DEBRIS.match(p.name))
 
 
 # --- interruptions -------------------------------------------------------------------------
@@ -78,7 +80,8 @@ def test_sigkill_in_training_leaves_no_log_and_the_next_run_sweeps_the_debris(tm
     assert not (ws / "dvclive/train_head").exists() and not (ws / "models/head.keras").exists()
     assert [name for name in debris(ws) if "train_head" in name]  # SIGKILL cannot clean up...
     update_params(ws / "params.yaml", {"train_head": {"epochs": 1}})
-    result = subprocess.run([sys.executable, "-m", "stages.train_head"], cwd=ws, env=environment(),
+    result = subprocess.run([sys.executable, *stage_command("train_head", ws / "params.yaml")[1:]], cwd=ws,
+                            env=environment(),
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert debris(ws) == [str(live_debris.relative_to(ws))]  # ...the next run sweeps it
@@ -94,15 +97,17 @@ def test_unwritable_output_folder_fails_before_any_work(tmp_path, monkeypatch):
     (tmp_path / "metrics").mkdir()
     if os.geteuid() == 0:  # root writes anywhere: deny it the way a read-only folder would
         real = os.access
-        monkeypatch.setattr(os, "access", lambda path, mode: False if str(path) == str(tmp_path / "metrics") else real(path, mode))
+        monkeypatch.setattr(os, "access",
+                            lambda path, mode: False if str(path) == str(tmp_path / "metrics") else real(path, mode))
     else:
         (tmp_path / "metrics").chmod(0o555)
     try:
-        with pytest.raises(StageError, match=r"metrics is not writable, so .*metrics/data.json cannot be written.*chmod u\+w"):
-            common.check_writable([tmp_path / "data/split", tmp_path / "metrics/data.json"])
+        with pytest.raises(StageError,
+                           match=r"metrics is not writable, so .*metrics/data.json cannot be written.*chmod u\+w"):
+            outputs.check_writable([tmp_path / "data/split", tmp_path / "metrics/data.json"])
     finally:
         (tmp_path / "metrics").chmod(0o755)
-    common.check_writable([tmp_path / "data/split", tmp_path / "models/new/head.keras"])  # missing folders are fine
+    outputs.check_writable([tmp_path / "data/split", tmp_path / "models/new/head.keras"])  # missing folders are fine
 
 
 def test_out_of_memory_is_one_line_not_a_traceback(monkeypatch, capsys):
@@ -112,7 +117,7 @@ def test_out_of_memory_is_one_line_not_a_traceback(monkeypatch, capsys):
     def main():
         raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape[32,512,512,64]")
     with pytest.raises(SystemExit) as exit_info:
-        common.run(main)
+        stage.run(main)
     error = capsys.readouterr().err.strip()
     assert exit_info.value.code == 1 and error.count("\n") == 0
     assert error.startswith("error: out of memory (OOM when allocating") and "lower image.size" in error
@@ -169,7 +174,8 @@ def test_encrypted_members_are_skipped_with_their_reason(tmp_path):
     archive = write_zip(tmp_path / "train.zip", kaggle_members(3))
     patch_member(archive, "train/dog.1.jpg", flag_bits=1)
     with pytest.raises(StageError) as error:
-        make_split(archive, {"train": 1, "validation": 1, "test": 1}, output=tmp_path / "split", report=tmp_path / "d.json")
+        make_split(archive, {"train": 1, "validation": 1, "test": 1}, output=tmp_path / "split",
+                   report=tmp_path / "d.json")
     assert "1 encrypted member (e.g. train/dog.1.jpg)" in str(error.value)
 
 
@@ -219,7 +225,8 @@ def test_wide_grey_images_are_scaled_not_clipped(name, data, top):
     pixels, note = decoded(data)
     assert "scaled to 8 bits" in note
     row = pixels[8]
-    assert row[:8].max() < 10 and row[-8:].min() > 245 and abs(row[128] - 128) < 8, name  # a gradient, not white or black
+    # a gradient, not white or black
+    assert row[:8].max() < 10 and row[-8:].min() > 245 and abs(row[128] - 128) < 8, name
 
 
 def test_wide_grey_constants_keep_their_level():

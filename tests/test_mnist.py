@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from stages.common import StageError
-from stages.mnist_data import download, load_mnist
-from tests.conftest import dvc, make_workspace, stages_run, update_params, write_mnist_npz
+from dogs_vs_cats.errors import StageError
+from dogs_vs_cats.mnist import download, load_mnist
+from tests.workspace import dvc, make_workspace, stages_run, update_params, write_mnist_npz
 
 
 def test_local_npz_in_keras_format_is_read(tmp_path):
@@ -33,6 +33,7 @@ def test_failed_download_says_how_to_fix_it(monkeypatch):
         download()
 
 
+@pytest.mark.slow
 def test_mnist_trains_on_a_tracked_copy_of_mnist_npz(tmp_path):
     """`mnist` reads data/mnist.npz, a DVC output with a hash: the data it trained on is in
     dvc.lock, and new bytes behind the mnist.npz path re-run it once copied again."""

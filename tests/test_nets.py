@@ -3,11 +3,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stages import nets
-from stages.common import StageError
-from stages.features import extract
-from stages.nets import augmentation, conv_base, dense_head, feature_extractor, precision_policy, unfreeze_from, \
-    preprocessing
+from dogs_vs_cats import precision as precisions
+from dogs_vs_cats.errors import StageError
+from dogs_vs_cats.features import extract
+from dogs_vs_cats.nets import augmentation, conv_base, dense_head, feature_extractor, preprocessing, unfreeze_from
+from dogs_vs_cats.precision import precision_policy
+from tests.helpers import section
 
 AUGMENT = {"rotation": 40, "width_shift": 0.2, "height_shift": 0.2, "shear": 0.2, "zoom": 0.2, "horizontal_flip": True}
 
@@ -37,7 +38,7 @@ def test_weights_file_is_loaded_and_gives_the_same_features(tmp_path):
     features = np.load(tmp_path / "f.npy")
     assert shape == features.shape == (5, 1, 1, 512) and features.dtype == np.float32
 
-    from stages.images import image_dataset
+    from dogs_vs_cats.images import image_dataset
     images = np.concatenate(list(image_dataset(paths, 32, 5).as_numpy_iterator()))
     expected = reference.predict(keras.applications.vgg16.preprocess_input(images.copy()), verbose=0)
     np.testing.assert_allclose(features, expected, rtol=1e-4, atol=1e-4)
@@ -75,22 +76,23 @@ def test_unreadable_image_is_a_one_line_error_and_leaves_no_file(tmp_path):
     paths = random_jpegs(tmp_path, 4)
     (tmp_path / "cat.2.jpg").write_bytes(b"not a jpeg")
     target = tmp_path / "train_features.npy"
-    with pytest.raises(StageError, match=r"could not read an image among .*cat.0.jpg .. .*cat.3.jpg .*dvc repro --force split"):
+    with pytest.raises(StageError,
+                       match=r"could not read an image among .*cat.0.jpg .. .*cat.3.jpg .*dvc repro --force split"):
         extract(feature_extractor(conv_base("none", 32), "vgg16"), paths, 32, 4, target)
     assert not target.exists() and list(tmp_path.glob(".tmp-*")) == []
 
 
 def test_precision_errors_and_warning(monkeypatch, capsys):
-    with pytest.raises(StageError, match="features.precision is 'float64'"):
-        nets.check_precision("float64")
-    monkeypatch.setattr(nets, "has_gpu", lambda: False)
+    with pytest.raises(StageError, match=r"features.precision: should be .* \(got 'float64'\)"):
+        section("features", precision="float64")
+    monkeypatch.setattr(precisions, "has_gpu", lambda: False)
     with pytest.raises(StageError, match="mixed_float16, which needs a GPU"):
-        nets.check_precision("mixed_float16")
-    monkeypatch.setattr(nets, "cpu_flags", lambda: {"avx2", "avx512f"})
-    assert nets.check_precision("bfloat16") == "bfloat16"
+        precisions.check_precision("mixed_float16")
+    monkeypatch.setattr(precisions, "cpu_flags", lambda: {"avx2", "avx512f"})
+    assert precisions.check_precision("bfloat16") == "bfloat16"
     assert "no native bfloat16" in capsys.readouterr().err
-    monkeypatch.setattr(nets, "cpu_flags", lambda: {"avx2", "avx512_bf16"})
-    nets.check_precision("bfloat16")
+    monkeypatch.setattr(precisions, "cpu_flags", lambda: {"avx2", "avx512_bf16"})
+    precisions.check_precision("bfloat16")
     assert capsys.readouterr().err == ""
 
 
@@ -102,7 +104,7 @@ def test_bad_weights_are_one_line_errors(tmp_path):
     with pytest.raises(StageError, match="could not be loaded into VGG16"):
         conv_base(str(junk), 32)
     with pytest.raises(StageError, match="image.size"):
-        conv_base("none", 16)
+        section("image", size=16)
 
 
 def test_preprocessing_modes_and_serialisation(tmp_path):
@@ -111,8 +113,8 @@ def test_preprocessing_modes_and_serialisation(tmp_path):
     vgg16 = keras.applications.vgg16.preprocess_input(images.copy())
     np.testing.assert_array_equal(preprocessing("vgg16")(images), vgg16)  # bit for bit
     with pytest.raises(StageError, match="base.preprocess"):
-        preprocessing("caffe")
-    with nets.precision_policy("bfloat16"):  # preprocessing stays float32 under a 16-bit policy
+        section("base", preprocess="caffe")
+    with precision_policy("bfloat16"):  # preprocessing stays float32 under a 16-bit policy
         inside = keras.Sequential([keras.Input((32, 40, 3)), preprocessing("vgg16")])
     inside.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras")
@@ -136,11 +138,11 @@ def test_unfreeze_from_block5():
     assert trainable == ["block5_conv1", "block5_conv2", "block5_conv3"]
     assert sum(int(np.prod(w.shape)) for w in base.trainable_weights) == 7_079_424
     with pytest.raises(StageError, match="finetune.unfreeze_from"):
-        unfreeze_from(base, "block9_conv1")
+        section("finetune", unfreeze_from="block9_conv1")
 
 
 def test_chapter_models_have_the_books_parameter_counts():
-    from stages.nets import frozen_base_classifier, count_trainable, mnist_convnet, small_convnet
+    from dogs_vs_cats.nets import count_trainable, frozen_base_classifier, mnist_convnet, small_convnet
     assert small_convnet(150).count_params() == 3_453_121
     assert small_convnet(150, dropout=0.5).count_params() == 3_453_121
     model = frozen_base_classifier(conv_base("none", 150), "vgg16", 256)

@@ -6,8 +6,9 @@ import sys
 
 import pytest
 
-from stages.common import load_params, StageError
-from tests.conftest import REPO, update_params
+from dogs_vs_cats.config import load_params
+from dogs_vs_cats.errors import StageError
+from tests.workspace import REPO, update_params
 
 
 @pytest.fixture
@@ -19,7 +20,7 @@ def params_file(tmp_path):
 
 def test_committed_params_are_valid():
     params = load_params(REPO / "params.yaml")
-    assert params["finetune"]["lr"] == 1e-5 and isinstance(params["finetune"]["lr"], float)
+    assert params.finetune.lr == 1e-5 and isinstance(params.finetune.lr, float)
 
 
 @pytest.mark.parametrize("text", ["5e-05", "1e-05", "0.00002", "5e-5", "2.0e-5"])
@@ -28,7 +29,7 @@ def test_floats_in_every_notation_dvc_writes_are_numbers(params_file, text):
                                               f"lr: {text}")
     params_file.write_text(content)
     params = load_params(params_file)
-    assert isinstance(params["train_head"]["lr"], float) and params["train_head"]["lr"] == float(text)
+    assert isinstance(params.train_head.lr, float) and params.train_head.lr == float(text)
 
 
 def test_every_bad_key_is_named_in_one_line(params_file):

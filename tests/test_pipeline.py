@@ -9,15 +9,27 @@ import pytest
 import yaml
 from PIL import Image
 
-from stages.nets import conv_base, count_trainable, frozen_base_classifier, small_convnet
-from tests.conftest import copy_workspace, dvc, REPO, restore, run, stages_run, tamper_keeping_size_and_mtime, \
-    update_params
+from dogs_vs_cats.nets import conv_base, count_trainable, frozen_base_classifier, small_convnet
+from tests.workspace import (
+    copy_workspace,
+    dvc,
+    REPO,
+    restore,
+    run,
+    stage_command,
+    stages_run,
+    tamper_keeping_size_and_mtime,
+    update_params,
+)
+
+pytestmark = pytest.mark.slow
 
 MODELS = {"scratch", "scratch_augmented", "head", "features_augmented", "finetuned"}
 TRAINING = {"scratch", "scratch_augmented", "train_head", "features_augmented", "finetune", "mnist"}
 USING = {"export", "submission"}  # the stages that use the fine-tuned model
 EVALUATIONS = {f"evaluate@{model}" for model in MODELS}
-ALL_STAGES = {"sample", "split", "weights", "features", "summary", "visualize", "mnist_data"} | EVALUATIONS | TRAINING | USING
+ALL_STAGES = {"sample", "split", "weights", "features", "summary", "visualize",
+              "mnist_data"} | EVALUATIONS | TRAINING | USING
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +60,8 @@ def test_every_output_exists_with_the_right_shape(workspace):
         assert {"step", "loss"} <= set(steps[0].split("\t")) and len(steps) == 2  # header + 1 epoch
     summary = (workspace / "metrics/summary.md").read_text().splitlines()
     rows = [line for line in summary if line.startswith("| `")]
-    assert [row.split("`")[1] for row in rows] == ["scratch", "scratch_augmented", "head", "features_augmented", "finetuned"]
+    assert [row.split("`")[1] for row in rows] == ["scratch", "scratch_augmented", "head", "features_augmented",
+                                                   "finetuned"]
     assert "| 71% |" in rows[0] and "| 97% |" in rows[-1]
     assert "| 1 of 30 (best 1) |" in rows[0] and "| 1 of 100 (best 1) |" in rows[-1]
     assert "Data: the synthetic sample" in "\n".join(summary)
@@ -60,7 +73,8 @@ def test_every_output_exists_with_the_right_shape(workspace):
     assert 0 <= mnist["accuracy"] <= 1
     roc = json.loads((workspace / "metrics/eval/finetuned/plots/sklearn/roc.json").read_text())["roc"]
     assert roc[0]["fpr"] == 0 and roc[-1]["tpr"] == 1 and roc[0]["threshold"] == 1
-    pr = json.loads((workspace / "metrics/eval/head/plots/sklearn/precision_recall.json").read_text())["precision_recall"]
+    pr_file = workspace / "metrics/eval/head/plots/sklearn/precision_recall.json"
+    pr = json.loads(pr_file.read_text())["precision_recall"]
     assert pr[0]["recall"] == 1 and all(0 <= row["precision"] <= 1 for row in pr)
     confusion = json.loads((workspace / "metrics/eval/scratch/plots/sklearn/confusion_matrix.json").read_text())
     assert len(confusion) == 8 and {row["actual"] for row in confusion} == {"cat", "dog"}
@@ -93,13 +107,15 @@ np.savez(sys.argv[2], **outputs)
 def test_models_load_and_predict_with_keras_alone(workspace, tmp_path):
     import keras
     import tensorflow as tf
-    from stages.images import decode, load_image
+
+    from dogs_vs_cats.images import decode, load_image
     paths = sorted(str(p) for p in (workspace / "data/split").rglob("*.jpg"))[:20]
     images = np.stack([load_image(path, 48) for path in paths])
     inputs = {name: images for name in ("scratch", "scratch_augmented", "features_augmented", "finetuned")}
     inputs["head"] = np.load(workspace / "data/features/test_features.npy")
     inputs["mnist"] = np.random.default_rng(0).integers(0, 256, (20, 28, 28, 1)).astype("float32")
-    photos = {f"photo{i}": tf.io.decode_jpeg(open(path, "rb").read(), channels=3).numpy() for i, path in enumerate(paths)}
+    photos = {f"photo{i}": tf.io.decode_jpeg(open(path, "rb").read(), channels=3).numpy() for i,
+              path in enumerate(paths)}
     np.savez(tmp_path / "inputs.npz", **inputs, **photos)
     run(workspace, "python", "-I", "-c", KERAS_ALONE, str(tmp_path / "inputs.npz"), str(tmp_path / "outputs.npz"))
     outputs = np.load(tmp_path / "outputs.npz")
@@ -138,8 +154,8 @@ def test_report_is_one_self_contained_html_opening_with_the_ladder(workspace, tm
     assert html.count("data:image/png;base64,") == 7
     assert html.count("vegaEmbed(") >= 30 and len(html) > 800_000
     first_plots = [html.index(title) for title in
-                   ("Validation accuracy, every model", "Validation loss, every model", "Test accuracy against the book",
-                    "Accuracy, scratch")]
+                   ("Validation accuracy, every model", "Validation loss, every model",
+                    "Test accuracy against the book", "Accuracy, scratch")]
     assert first_plots == sorted(first_plots)
 
 
@@ -148,8 +164,9 @@ def test_metrics_and_plots_are_visible_to_dvc(workspace):
     files = next(iter(shown.values()))["data"]
     assert files["metrics/evaluate.json"]["data"]["finetuned"]["accuracy"] >= 0
     plots = json.loads(dvc(workspace, "plots", "show", "--json").stdout, parse_constant=reject)["data"]
-    for name in ("Confusion matrix, head, test set", "ROC, test set", "Loss, finetune", "Validation accuracy, every model",
-                 "Validation loss, every model", "Test accuracy against the book", "Accuracy, mnist"):
+    for name in ("Confusion matrix, head, test set", "ROC, test set", "Loss, finetune",
+                 "Validation accuracy, every model", "Validation loss, every model",
+                 "Test accuracy against the book", "Accuracy, mnist"):
         assert name in plots and plots[name], name
     ladder = [row for plot in plots["Test accuracy against the book"] for row in plot["content"]["data"]["values"]]
     assert len(ladder) == 10 and {row["source"] for row in ladder} == {"this run", "book"}
@@ -191,7 +208,8 @@ def test_head_param_reruns_head_evaluate_only(workspace):
     assert json.loads((workspace / "dvclive/train_head/metrics.json").read_text())["step"] == 0
     # Starting from train_head's head makes models/head.keras finetune's dep instead.
     update_params(workspace / "params.yaml", {"finetune": {"start_from": "head"}})
-    assert stages_run(dvc(workspace, "repro").stdout) == {"finetune", "evaluate@finetuned", "summary", "visualize"} | USING
+    assert stages_run(dvc(workspace, "repro").stdout) == {"finetune", "evaluate@finetuned", "summary",
+                                                          "visualize"} | USING
     update_params(workspace / "params.yaml", {"train_head": {"lr": 2.0e-4}})
     assert stages_run(dvc(workspace, "repro", "train_head").stdout) == {"train_head"}
     assert {"finetune", "evaluate@head"} <= set(changed_stages(workspace))  # finetune now starts from this head
@@ -207,8 +225,8 @@ def test_image_size_reruns_features_and_below(workspace):
     # Every stage that resizes images declares image.size: they change with it, and what
     # reads their outputs follows (train_head after features, and so on), as DVC does.
     update_params(workspace / "params.yaml", {"image": {"size": 64}})
-    assert set(changed_stages(workspace)) == {"features", "scratch", "scratch_augmented", "features_augmented", "finetune",
-                                              "visualize"}
+    assert set(changed_stages(workspace)) == {"features", "scratch", "scratch_augmented", "features_augmented",
+                                              "finetune", "visualize"}
     assert stages_run(dvc(workspace, "repro", "features").stdout) == {"features"}
     assert np.load(workspace / "data/features/train_features.npy").shape == (16, 2, 2, 512)
     assert "train_head" in changed_stages(workspace)  # its features changed
@@ -235,11 +253,13 @@ def test_split_param_reruns_split_not_sample(workspace):
     assert stages_run(changed.stdout) == {"split"}
     assert len(list((workspace / "data/split/train/dogs").iterdir())) == 6
     assert stages_run(dvc(workspace, "repro", "split").stdout) == set()
+    restore(workspace)
 
 
 def test_stage_error_is_one_line(workspace):
     update_params(workspace / "params.yaml", {"data": {"archive": "data/raw/missing.zip"}})
-    result = run(workspace, "python", "-m", "stages.split", check=False)
+    result = run(workspace, *stage_command("split", workspace / "params.yaml"), check=False)
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0
     assert "data/raw/missing.zip not found" in result.stderr and "kaggle competitions download" in result.stderr
+    restore(workspace)

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stages.common import StageError
-from stages.predict import classify, main, predict_batch, TTA_VIEWS, tta_views
-from stages.submission import write_submission
-from tests.conftest import jpeg_bytes, write_zip
+from dogs_vs_cats.cli import main
+from dogs_vs_cats.errors import StageError
+from dogs_vs_cats.predict import classify, predict_batch, TTA_VIEWS, tta_views
+from dogs_vs_cats.submission import write_submission
+from tests.helpers import jpeg_bytes, write_zip
 
 RED, BLUE = (220, 30, 30), (30, 30, 220)
 
@@ -75,7 +76,8 @@ def test_zip_and_single_files_and_missing_paths(tmp_path, colour_model, capsys):
     assert "absent.keras not found" in capsys.readouterr().err
     (tmp_path / "locked").mkdir()
     real = os.access
-    with mock.patch.object(os, "access", lambda path, mode: False if str(path).endswith("locked") else real(path, mode)):
+    with mock.patch.object(os, "access",
+                           lambda path, mode: False if str(path).endswith("locked") else real(path, mode)):
         assert main([str(single), "--model", str(colour_model), "--out", str(tmp_path / "locked/p.csv")]) == 1
     assert "locked is not writable" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:

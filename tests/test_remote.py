@@ -7,7 +7,9 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from tests.conftest import copy_workspace, dvc, run, stages_run, update_params
+from tests.workspace import copy_workspace, dvc, run, stages_run, update_params
+
+pytestmark = pytest.mark.slow  # the whole DAG through DVC
 
 BUCKET = "team-dvc-cache"
 

@@ -6,7 +6,7 @@ import zipfile
 import numpy as np
 from PIL import Image
 
-from stages.sample import write_sample
+from dogs_vs_cats.sample import write_sample
 
 
 def digest(path):
@@ -17,7 +17,7 @@ def test_sample_has_kaggle_layout_and_counts(tmp_path):
     path = write_sample_to(tmp_path / "train.zip", per_class=6, seed=1)
     with zipfile.ZipFile(path) as archive:
         names = archive.namelist()
-        assert sorted(names) == sorted([f"train/cat.{i}.jpg" for i in range(6)] + [f"train/dog.{i}.jpg" for i in range(6)])
+        assert sorted(names) == sorted([f"train/{kind}.{i}.jpg" for kind in ("cat", "dog") for i in range(6)])
         for name in names:
             image = Image.open(io.BytesIO(archive.read(name)))
             assert image.format == "JPEG" and image.mode == "RGB"

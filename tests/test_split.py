@@ -7,9 +7,9 @@ import zlib
 import pytest
 from PIL import Image
 
-from stages.common import StageError
-from stages.split import make_split
-from tests.conftest import jpeg_bytes, kaggle_members, write_zip
+from dogs_vs_cats.errors import StageError
+from dogs_vs_cats.split import make_split
+from tests.helpers import jpeg_bytes, kaggle_members, write_zip
 
 COUNTS = {"train": 4, "validation": 2, "test": 2}
 
@@ -72,7 +72,8 @@ def png_bomb_header(width=40000, height=40000):
     def chunk(kind, body):
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b"")
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 100))
+            + chunk(b"IEND", b""))
 
 
 def test_bad_members_are_skipped_reported_and_replaced(tmp_path):

@@ -2,8 +2,8 @@ import keras
 import numpy as np
 import pytest
 
-from stages.summary import smooth
-from stages.visualize import grad_cam, normalise
+from dogs_vs_cats.explain import grad_cam, normalise
+from dogs_vs_cats.ladder import smooth
 
 
 def listing_5_24(points, factor=0.8):

@@ -1,12 +1,20 @@
-"""The one schema of params.yaml: every key's type, range and allowed values.
+"""params.yaml: its one schema (every key's type, range, allowed values and the rules
+between keys) and `load_params`, which reads it as DVC does (YAML 1.2: `5e-05` is a
+number), checks it once and hands it over typed (`params.train_head.lr`).
 
-`load_params` reads params.yaml as DVC does (YAML 1.2: `5e-05` is a number) and checks it
-against this schema once, reporting every bad key in one line.
+The schema is the only place a param is checked: what it accepts, the code runs with.
+It holds no defaults, so it cannot change an output (see tests/test_deps.py).
 """
 
+from pathlib import Path
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator, StrictBool, StrictFloat, StrictInt, StrictStr
+
+from dogs_vs_cats.catalog import VGG16_LAYERS
+from dogs_vs_cats.errors import StageError
+
+PARAMS_FILE = Path("params.yaml")
 
 Count = Annotated[StrictInt, Field(ge=1)]
 Epochs = Annotated[StrictInt, Field(ge=1)]
@@ -17,10 +25,11 @@ Precision = Literal["float32", "bfloat16", "mixed_float16"]
 Distribute = Literal["none", "mirrored"]
 Cache = Literal["auto", True, False]
 Patience = Annotated[StrictInt, Field(ge=0)]
+Vgg16Layer = Literal[VGG16_LAYERS]
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid")
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
 
 class Data(Section):
@@ -30,7 +39,7 @@ class Data(Section):
 class Sample(Section):
     per_class: Count
     seed: Seed
-    min_side: Count
+    min_side: Annotated[StrictInt, Field(ge=16)]  # pixels: smaller pictures cannot hold the drawing
     max_side: Count
     test_images: Count
 
@@ -99,19 +108,28 @@ class TrainHead(Validated):
     dropout: Fraction
 
 
-class FeaturesAugmented(Validated):
-    units: Count
+class Echoed(Validated):
+    """A stage with a frozen-part cache, whose features can be echoed."""
     cache: Cache
-    echo: Count
+    echo: Count  # 1: off
+
+    @model_validator(mode="after")
+    def echo_needs_the_cache(self):
+        if self.echo > 1 and self.cache is False:
+            raise ValueError(f"echo is {self.echo} but the cache is off: echoing reuses cached features, "
+                             f"so set cache to true (or auto) or echo to 1")
+        return self
 
 
-class Finetune(Validated):
+class FeaturesAugmented(Echoed):
+    units: Count
+
+
+class Finetune(Echoed):
     start_from: Literal["features_augmented", "head"]
     frozen_epochs: Annotated[StrictInt, Field(ge=0)]
     frozen_lr: Rate
-    unfreeze_from: StrictStr
-    cache: Cache
-    echo: Count
+    unfreeze_from: Vgg16Layer
 
 
 class Evaluate(Section):
@@ -124,7 +142,7 @@ class Curves(Section):
 
 class Visualize(Section):
     image: Annotated[StrictInt, Field(ge=0)]
-    layers: Annotated[list[StrictStr], Field(min_length=1)]
+    layers: Annotated[list[Vgg16Layer], Field(min_length=1)]
     channels: Count
     filters: Count
     ascent_steps: Count
@@ -182,7 +200,33 @@ def problems(params):
                 found[key] = f"{key}: missing"
             elif error["type"] == "extra_forbidden":
                 found[key] = f"{key}: not a known key"
+            elif error["type"] == "value_error":  # a rule between keys of a section: its message names them
+                found[key] = f"{key}.{error['ctx']['error']}"
             else:  # a number's last alternative, float, says it best: keep the last message per key
                 found[key] = f"{key}: {error['msg'].replace('Input should be', 'should be')} (got {error['input']!r})"
         return list(found.values())
     return []
+
+
+def validate(params, path=PARAMS_FILE):
+    """`params` (a mapping of sections) as typed Params; StageError naming every bad key in one line."""
+    found = problems(params)
+    if found:
+        raise StageError(f"{path}: " + "; ".join(found) + ": fix these values (docs/params.md)")
+    return Params.model_validate(params)
+
+
+def load_params(path=PARAMS_FILE):
+    """params.yaml read as DVC reads it (YAML 1.2, so `5e-05` is a number), checked against
+    the schema and returned typed: every bad key is named in one error."""
+    from ruamel.yaml import YAML, YAMLError
+    try:
+        with open(path) as f:
+            params = YAML(typ="safe", pure=True).load(f) or {}
+    except FileNotFoundError:
+        raise StageError(f"{path} not found: run the stage from the project root") from None
+    except YAMLError as e:
+        raise StageError(f"{path} is not valid YAML ({str(e).splitlines()[0]}): fix the file") from None
+    if not isinstance(params, dict):
+        raise StageError(f"{path} must map section names to sections, not hold a {type(params).__name__}")
+    return validate(params, path)

@@ -1,4 +1,5 @@
-"""Image lists and tf.data pipelines over `data/split`, shared by the image stages."""
+"""Image lists and tf.data pipelines over a split folder (`data/split`): how every model
+of the project sees a picture."""
 
 import math
 import os
@@ -8,17 +9,15 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from stages.common import IMAGE_NAME, StageError
-
-SPLIT_DIR = Path("data/split")
-CLASS_FOLDERS = ("cats", "dogs")  # label 0 and 1, as flow_from_directory orders them
+from dogs_vs_cats.catalog import CLASS_FOLDERS, IMAGE_NAME, SPLIT_DIR
+from dogs_vs_cats.errors import StageError
 
 
 def _index(path):
     match = IMAGE_NAME.fullmatch(path.name)
     if not match:
         raise StageError(f"{path} is not a file `split` writes (cat.<n>.jpg, dog.<n>.jpg): remove it, "
-                         f"or run `dvc checkout {SPLIT_DIR}` (or `dvc repro --force split`) to restore the split")
+                         f"or run `dvc checkout {path.parents[2]}` (or `dvc repro --force split`) to restore the split")
     return int(match.group(2))
 
 

@@ -1,5 +1,8 @@
-"""What the training stages share: seeding, data, DVCLive logging, keeping the best epoch,
-stopping early, saving."""
+"""How every model of the chapter is trained: seeding, data, DVCLive logging, keeping the
+best epoch, stopping early, saving.
+
+A stage's params section (typed, from `config.load_params`, or a plain mapping of its
+keys) comes in as `params`; it was checked when params.yaml was loaded."""
 
 import contextlib
 import sys
@@ -12,11 +15,12 @@ import keras
 import numpy as np
 from dvclive import Live
 from dvclive.keras import DVCLiveCallback
-from tqdm import tqdm
 
-from stages.common import atomic_dir, atomic_file, choice, StageError
-from stages.images import array_dataset, image_dataset, list_images, load_images
-from stages.nets import augmentation, count_trainable, has_gpu, recast, precision_policy
+from dogs_vs_cats.catalog import SPLIT_DIR
+from dogs_vs_cats.images import array_dataset, image_dataset, list_images, load_images
+from dogs_vs_cats.nets import augmentation, count_trainable
+from dogs_vs_cats.outputs import atomic_dir, atomic_file
+from dogs_vs_cats.precision import precision_policy, recast
 
 
 def seed_everything(seed):
@@ -32,7 +36,7 @@ def distributed(stage, params):
     `batch_size` is then the global batch, split evenly across the replicas.
     """
     import tensorflow as tf
-    if choice(params["distribute"], ("none", "mirrored"), f"{stage}.distribute") == "mirrored":
+    if dict(params)["distribute"] == "mirrored":
         strategy = tf.distribute.MirroredStrategy()
         print(f"{stage}: MirroredStrategy over {strategy.num_replicas_in_sync} replica(s)")
     else:
@@ -43,35 +47,22 @@ def distributed(stage, params):
 
 def training_precision(stage, params):
     """Layers built inside this block compute in the stage's `precision` param."""
-    return precision_policy(params.get("precision", "float32"), f"{stage}.precision")
+    return precision_policy(dict(params)["precision"], f"{stage}.precision")
 
 
-def use_cache(stage, params):
-    """The stage's `cache` param: auto is on without a GPU, off with one (the plain path)."""
-    value = choice(params.get("cache", "auto"), ("auto", True, False), f"{stage}.cache")
-    cached = (not has_gpu()) if value == "auto" else value
-    echo = params.get("echo", 1)
-    if not isinstance(echo, int) or isinstance(echo, bool) or echo < 1:
-        raise StageError(f"params.yaml: {stage}.echo is {echo!r}; it must be a whole number >= 1 (1 = off)")
-    if echo > 1 and not cached:
-        raise StageError(f"params.yaml: {stage}.echo is {echo} but the cache is off: echoing reuses cached "
-                         f"features, so set {stage}.cache to true or echo to 1")
-    return cached
-
-
-def split_labels(split):
-    paths, labels = list_images(split)
+def split_labels(split, root=SPLIT_DIR):
+    paths, labels = list_images(split, root)
     return paths, np.asarray(labels, dtype=np.float32)
 
 
-def image_data(size, batch_size, seed, cached):
+def image_data(size, batch_size, seed, cached, root=SPLIT_DIR):
     """fit()'s data arguments: training batches (reshuffled every epoch, seeded) and
-    validation batches from data/split.
+    validation batches from the split folder `root`.
 
     Cached, every image is decoded and resized once and kept in memory as uint8; the
     batches are the same as when decoding from disk every epoch.
     """
-    (train_paths, train_labels), (val_paths, val_labels) = split_labels("train"), split_labels("validation")
+    (train_paths, train_labels), (val_paths, val_labels) = split_labels("train", root), split_labels("validation", root)
     if cached:
         train = array_dataset(load_images(train_paths, size, "decoding train"), batch_size, train_labels, seed)
         validation = array_dataset(load_images(val_paths, size, "decoding validation"), batch_size, val_labels)
@@ -84,7 +75,7 @@ def image_data(size, batch_size, seed, cached):
 def open_live(directory, params):
     """A DVCLive log in `directory`, declared in dvc.yaml (so no dvc.yaml of its own)."""
     live = Live(str(directory), dvcyaml=None, save_dvc_exp=False)
-    live.log_params(params)
+    live.log_params(dict(params))
     return live
 
 
@@ -135,14 +126,6 @@ class KeepBest(keras.callbacks.Callback):
             self.kept.set_weights(self.best_weights)
 
 
-def check_patience(stage, params):
-    patience = params.get("early_stopping", 0)
-    if not isinstance(patience, int) or isinstance(patience, bool) or patience < 0:
-        raise StageError(f"params.yaml: {stage}.early_stopping is {patience!r}; it must be a whole number of "
-                         f"epochs >= 0 (0 = off, every epoch runs as in the book)")
-    return patience
-
-
 @dataclass
 class Phase:
     epochs: int
@@ -156,9 +139,10 @@ def fit_verbosity():
 
 
 def train(stage, model, data, phases, params, augment=None, loss="binary_crossentropy", output=None,
-          trainer=None):
-    """Fit through `phases` with RMSprop, log every epoch with DVCLive, and save `model` with
-    the weights of the epoch with the lowest validation loss to `output` (models/<stage>.keras).
+          trainer=None, logs=None):
+    """Fit through `phases` with RMSprop, log every epoch with DVCLive to `logs`
+    (dvclive/<stage>), and save `model` with the weights of the epoch with the lowest
+    validation loss to `output` (models/<stage>.keras).
 
     `data` holds fit()'s data arguments, or is a function of the epoch (0-based) that
     returns them for that epoch alone. `trainer` is the model that is fitted when it is not
@@ -166,8 +150,9 @@ def train(stage, model, data, phases, params, augment=None, loss="binary_crossen
     the images through augmentation layers first; they are not part of the saved model,
     which sees raw images.
     """
+    params = dict(params)
     trainer = trainer or model
-    best = KeepBest(trainer, check_patience(stage, params))
+    best = KeepBest(trainer, params.get("early_stopping", 0))  # mnist has no validation set to stop on
     if augment is not None:
         trainer = keras.Sequential([keras.Input(trainer.input_shape[1:]), augmentation(augment, params.get("seed")),
                                     trainer], name=f"{stage}_trainer")
@@ -175,7 +160,7 @@ def train(stage, model, data, phases, params, augment=None, loss="binary_crossen
     output = Path(output or f"models/{stage}.keras")
     # The log is written to a temporary folder and moved into dvclive/<stage> with the model:
     # a killed run leaves neither a half-written log nor a log of a model it did not save.
-    with atomic_dir(f"dvclive/{stage}") as logs:
+    with atomic_dir(logs or f"dvclive/{stage}") as logs:
         with open_live(logs, params) as live:
             done = 0
             for phase in phases:
@@ -220,48 +205,6 @@ def train(stage, model, data, phases, params, augment=None, loss="binary_crossen
             saved.save(tmp)
     kept = f"best val_loss {best.best:.4f} at epoch {best.best_epoch}" if best.best_epoch else f"epoch {done}"
     stopped = f", stopped early after {done} epochs" if best.stopped else ""
-    print(f"wrote {output} ({kept}{stopped}; {model.count_params():,} parameters, {count_trainable(model):,} trainable)")
+    print(f"wrote {output} ({kept}{stopped}; {model.count_params():,} parameters, "
+          f"{count_trainable(model):,} trainable)")
     return saved
-
-
-def _embed_all(embed, batches, total, desc):
-    features, labels = [], []
-    for images, batch_labels in tqdm(batches, total=total, desc=desc, unit="batch", mininterval=2, leave=False):
-        features.append(embed(images).numpy())
-        labels.append(batch_labels.numpy())
-    return np.concatenate(features), np.concatenate(labels)
-
-
-def frozen_part_data(extractor, size, batch_size, seed, augment, echo=1):
-    """fit()'s data, epoch by epoch, for training what sits above a frozen `extractor`.
-
-    The frozen part's output cannot change during training, so it is computed once for
-    the validation images, and once per epoch for the augmented training images, in the
-    order and with the augmentations that end-to-end training would see: the trainer gets
-    the same batches as the whole model would. With `echo` > 1 (data echoing), each pass
-    of augmented features is reused, reshuffled, for `echo` epochs.
-    """
-    import tensorflow as tf
-    (train_paths, train_labels), (val_paths, val_labels) = split_labels("train"), split_labels("validation")
-    train_batches = array_dataset(load_images(train_paths, size, "decoding train"), batch_size, train_labels, seed)
-    val_batches = array_dataset(load_images(val_paths, size, "decoding validation"), batch_size, val_labels)
-    total = -(-len(train_paths) // batch_size)
-    augmenter = augmentation(augment, seed)
-    plain = tf.function(lambda x: extractor(x, training=False))
-    augmented = tf.function(lambda x: extractor(augmenter(x, training=True), training=False))
-    validation = _embed_all(plain, val_batches, -(-len(val_paths) // batch_size), "validation features")
-    current = {}
-
-    def data(epoch):
-        fresh = epoch % echo == 0 or not current
-        if fresh:
-            if current:
-                # fit() starts two passes over a tf.data dataset per epoch after the first
-                # (Keras 3.15), and each pass reshuffles: drawing one unused pass keeps the
-                # order of the batches the same as in end-to-end training.
-                iter(train_batches)
-            current["x"], current["y"] = _embed_all(augmented, train_batches, total, f"epoch {epoch + 1} features")
-        return {"x": current["x"], "y": current["y"], "batch_size": batch_size, "shuffle": not fresh,
-                "validation_data": validation}
-
-    return data

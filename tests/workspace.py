@@ -1,5 +1,5 @@
 """Throwaway git + DVC workspaces holding this pipeline, on tiny params: what the tests
-(tests/conftest.py) and the benchmarks (bench/) both build on. Not a stage."""
+and the benchmarks (bench/) both build on; and the stage commands dvc.yaml runs."""
 
 import os
 import re
@@ -106,12 +106,13 @@ def tamper_keeping_size_and_mtime(path):
 
 
 def copy_project(path, overrides=TINY_PARAMS):
-    """This project's pipeline (dvc.yaml, params.yaml with `overrides` applied, stages/) in
-    `path`, where its stages run with `python -m stages.<name>`."""
+    """This project's pipeline (dvc.yaml, params.yaml with `overrides` applied, the stages and
+    the library) in `path`, where its stages run with `python -m stages.<name> PATH...`."""
     path.mkdir(parents=True, exist_ok=True)
     for name in ("dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"):
         shutil.copy(REPO / name, path / name)
-    shutil.copytree(REPO / "stages", path / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("stages", "dogs_vs_cats"):
+        shutil.copytree(REPO / package, path / package, ignore=shutil.ignore_patterns("__pycache__"))
     update_params(path / "params.yaml", overrides)
     return path
 
@@ -127,6 +128,53 @@ def make_workspace(path, overrides=TINY_PARAMS):
     dvc(path, "config", "core.analytics", "false")
     run(path, "git", "add", "-A")
     run(path, "git", "commit", "-qm", "pipeline")
+    return path
+
+
+def restore(workspace):
+    """Back to the last commit without recomputing anything: git's files (params.yaml,
+    dvc.lock, the uncached metrics and logs), then DVC's outputs from the cache."""
+    run(workspace, "git", "checkout", "--", ".")
+    dvc(workspace, "checkout", "--force")
+    status = dvc(workspace, "status").stdout
+    assert "up to date" in status, status
+
+
+def stage_command(stage, params_file="params.yaml"):
+    """The command dvc.yaml runs for `stage` (not a foreach stage), its ${section.key} taken
+    from `params_file`: ["python", "-m", "stages.<name>", PATH...]."""
+    yaml = YAML(typ="safe", pure=True)
+    command = yaml.load((REPO / "dvc.yaml").read_text())["stages"][stage]["cmd"]
+    params = yaml.load(Path(params_file).read_text())
+
+    def value(match):
+        section, key = match.group(1).split(".")
+        return str(params[section][key])
+    return re.sub(r"\$\{([\w.]+)\}", value, command).split()
+
+
+def stage_paths(stage, params_file="params.yaml"):
+    """The paths dvc.yaml passes to `stage`, for calling its main() in a test."""
+    return [Path(arg) for arg in stage_command(stage, params_file)[3:]]
+
+
+BENCH_MARKER = "dogs-vs-cats-bench"  # in .git/ of a workspace a benchmark made: it may delete it
+
+
+def bench_workspace(path, overrides=TINY_PARAMS):
+    """make_workspace in `path` for a benchmark, replacing the workspace a benchmark made there
+    before. Refuses (SystemExit) the checkout, a folder that holds it, and a folder that is
+    not empty and was not made by a benchmark."""
+    path = Path(path).resolve()
+    if REPO == path or REPO.is_relative_to(path):
+        raise SystemExit(f"error: --workdir {path} is this checkout or holds it: give a folder of its own")
+    if path.exists() and any(path.iterdir()):
+        if not (path / ".git" / BENCH_MARKER).is_file():
+            raise SystemExit(f"error: --workdir {path} is not empty and was not made by a benchmark: "
+                             f"give a new or empty folder")
+        shutil.rmtree(path)
+    make_workspace(path, overrides)
+    (path / ".git" / BENCH_MARKER).write_text("made by a benchmark of dogs-vs-cats-dvc; it may be deleted\n")
     return path
 
 

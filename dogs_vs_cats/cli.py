@@ -1,0 +1,75 @@
+"""The `predict` command: classify photos with a trained model, a table of file, P(dog) and label.
+
+    dogs-vs-cats-predict PATH... [--model finetuned] [--out predictions.csv] [--tta N]
+    python -m stages.predict PATH...          (the same, from the project root)
+
+PATH is an image, a folder (searched recursively for .jpg, .jpeg, .png, .bmp, .gif,
+.webp, .tif and .tiff files) or a zip archive of images. Each image is checked and
+converted the way `split` does it (a PNG named .jpg, grayscale, CMYK: converted; empty,
+corrupt, too large: skipped with the reason) and resized the way training does it, to
+the model's own input size. Images stream through in batches: memory does not grow
+with their number. `--tta N` averages P(dog) over N views of each image (the image, its
+mirror, then crops and their mirrors).
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from dogs_vs_cats.catalog import IMAGE_MODELS
+from dogs_vs_cats.errors import StageError
+from dogs_vs_cats.outputs import check_writable
+from dogs_vs_cats.predict import classify, count_sources, image_sources, load_classifier, TTA_VIEWS, write_csv
+
+
+def table_line(prediction, width):
+    if prediction.p_dog is None:
+        return f"{prediction.name:<{width}}  {'-':>6}  skipped: {prediction.reason}"
+    return f"{prediction.name:<{width}}  {prediction.p_dog:6.4f}  {prediction.label}"
+
+
+def arguments(argv, prog="dogs-vs-cats-predict"):
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="an image, a folder of images or a zip archive")
+    parser.add_argument("--model", default="finetuned",
+                        help=f"{', '.join(IMAGE_MODELS)} (models/<name>.keras) or a .keras file (default: finetuned)")
+    parser.add_argument("--out", help="also write the table as CSV (file,p_dog,label,skipped)")
+    parser.add_argument("--tta", type=int, default=1, choices=range(1, len(TTA_VIEWS) + 1), metavar="N",
+                        help=f"test-time augmentation: mean P(dog) over N views, 1-{len(TTA_VIEWS)} (default 1: none)")
+    parser.add_argument("--batch-size", type=int, default=32, help="images per model call (default 32)")
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error("--batch-size must be at least 1")
+    return args
+
+
+def main(argv=None, prog="dogs-vs-cats-predict"):
+    args = arguments(sys.argv[1:] if argv is None else argv, prog)
+    for path in args.paths:
+        if not Path(path).exists():
+            print(f"error: {path} not found: give an image, a folder of images or a zip archive", file=sys.stderr)
+            return 2
+    try:
+        if args.out:
+            check_writable([args.out])
+        classifier = load_classifier(args.model)
+        total = count_sources(args.paths)
+        predictions = classify(image_sources(args.paths), classifier, args.batch_size, args.tta, total)
+        if args.out:
+            predictions = write_csv(predictions, args.out)
+        width = 40
+        print(f"{'file':<{width}}  {'P(dog)':>6}  label")
+        classified = skipped = 0
+        for prediction in predictions:
+            print(table_line(prediction, width))
+            classified += prediction.p_dog is not None
+            skipped += prediction.p_dog is None
+    except StageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    print(f"{classified} images classified, {skipped} skipped" + (f"; wrote {args.out}" if args.out else ""),
+          file=sys.stderr)
+    return 0

@@ -1,0 +1,82 @@
+"""The arithmetic a model computes in: the `precision` params (float32, bfloat16,
+mixed_float16) as Keras dtype policies, checked against this machine, and saved models
+brought back to float32."""
+
+import contextlib
+import sys
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from dogs_vs_cats.errors import StageError
+
+# A `precision` param -> the Keras dtype policy layers are built with. The mixed policies
+# keep float32 weights and compute in 16 bits.
+PRECISION_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "mixed_float16": "mixed_float16"}
+CPU_BFLOAT16_FLAGS = {"avx512_bf16", "amx_bf16"}  # /proc/cpuinfo flags of native bfloat16 arithmetic
+
+
+def has_gpu():
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def cpu_flags():
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None  # not Linux: unknown
+    return set(" ".join(line.split(":", 1)[1] for line in text.splitlines() if line.startswith("flags")).split())
+
+
+def check_precision(precision, name="features.precision"):
+    """A `precision` param's value on this machine: an error where it cannot run, a warning where it runs slowly."""
+    if precision == "float32" or has_gpu():
+        return precision
+    if precision == "mixed_float16":
+        raise StageError(f"params.yaml: {name} is mixed_float16, which needs a GPU and none was found: "
+                         "use bfloat16 (CPUs with AVX512_BF16 or AMX) or float32")
+    flags = cpu_flags()
+    if flags is not None and not flags & CPU_BFLOAT16_FLAGS:
+        print(f"warning: this CPU has no native bfloat16 (avx512_bf16 or amx_bf16), so {name} "
+              "bfloat16 is emulated and slower than float32", file=sys.stderr)
+    return precision
+
+
+@contextlib.contextmanager
+def precision_policy(precision, name="features.precision"):
+    """Layers built inside this block compute in `precision` (a `precision` param's value)."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(PRECISION_POLICIES[check_precision(precision, name)])
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def recast(model, policy):
+    """A copy of `model` with the same weights, every layer under the dtype policy `policy`.
+
+    Models are saved in float32, so that one trained in bfloat16 predicts the same way on
+    every machine; a stage that trains a saved model further recasts it to its own precision.
+    """
+    if all(layer.dtype_policy.name == policy for layer in _all_layers(model)):
+        return model
+
+    def rebuild(layer):
+        config = layer.get_config()
+        config["dtype"] = policy
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=rebuild, recursive=True)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
+
+

@@ -1,0 +1,218 @@
+"""Classify photos with a trained model: P(dog) per image, from files, folders or zips.
+
+Each image is checked and converted the way `split` does it (a PNG named .jpg,
+grayscale, CMYK: converted; empty, corrupt, too large: skipped with the reason) and
+resized the way training does it, to the model's own input size. Images stream through
+in batches: memory does not grow with their number. Test-time augmentation averages
+P(dog) over views of each image (the image, its mirror, then crops and their mirrors).
+The command line is `dogs_vs_cats.cli` (`python -m stages.predict`, `dogs-vs-cats-predict`).
+"""
+
+import csv
+import sys
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from itertools import islice
+from pathlib import Path, PurePosixPath
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+from dogs_vs_cats import catalog
+from dogs_vs_cats.archives import BadImage, check_image, MAX_MEMBER_BYTES, quiet_bomb_warnings, read_member
+from dogs_vs_cats.errors import StageError
+from dogs_vs_cats.outputs import atomic_file
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+# Test-time augmentation views, in the order --tta takes them: (mirrored, crop box as
+# top, left, bottom, right fractions or None for the whole image). Crops keep 7/8 of each side.
+CROP = 7 / 8
+TTA_VIEWS = [(mirror, box) for box in (None, (1 / 16, 1 / 16, 15 / 16, 15 / 16), (0, 0, CROP, CROP),
+                                       (0, 1 - CROP, CROP, 1), (1 - CROP, 0, 1, CROP), (1 - CROP, 1 - CROP, 1, 1))
+             for mirror in (False, True)]
+
+
+class Prediction(NamedTuple):
+    name: str                  # the file, or archive:member
+    p_dog: Optional[float]     # None when skipped
+    reason: Optional[str]      # why it was skipped
+
+    @property
+    def label(self):
+        return None if self.p_dog is None else ("dog" if self.p_dog > 0.5 else "cat")
+
+
+def model_file(model):
+    """A model's name in the catalog (finetuned, ...) or the path of a .keras file, as a path."""
+    model = str(model)
+    if model.endswith(".keras"):
+        path = Path(model)
+        trained_by = next((entry.stage for entry in catalog.MODELS if entry.file == path), None)
+    elif model in catalog.IMAGE_MODELS:
+        path, trained_by = catalog.model(model).file, catalog.model(model).stage
+    else:
+        raise StageError(f"model {model} not found: use one of {', '.join(catalog.IMAGE_MODELS)} "
+                         f"or the path of a .keras file")
+    if not path.is_file():
+        if trained_by:
+            raise StageError(f"{path} not found: run `dvc repro {trained_by}` (or `dvc pull {path}`) first")
+        raise StageError(f"model {model} not found: use one of {', '.join(catalog.IMAGE_MODELS)} "
+                         f"or the path of a .keras file")
+    return path
+
+
+def load_classifier(model):
+    """The Keras model behind --model, checked to take images."""
+    import keras
+    path = model_file(model)
+    try:
+        classifier = keras.models.load_model(path)
+    except Exception as e:
+        reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise StageError(f"{path} could not be loaded ({reason}): rebuild it with `dvc repro`") from None
+    shape = classifier.input_shape
+    if len(shape) != 4 or shape[-1] != 3 or shape[1] != shape[2] or shape[1] is None:
+        raise StageError(f"{path} takes inputs of shape {shape[1:]}, not square RGB images: "
+                         f"use one of {', '.join(catalog.IMAGE_MODELS)}")
+    return classifier
+
+
+def _folder_images(folder):
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def _zip_images(archive):
+    return sorted((info for info in archive.infolist()
+                   if not info.is_dir() and PurePosixPath(info.filename).suffix.lower() in IMAGE_SUFFIXES),
+                  key=lambda info: info.filename)
+
+
+def count_sources(paths):
+    """How many images `paths` hold, for the progress bar (None for single files), from
+    the folder listings and the zips' directories: nothing is read or decoded."""
+    if not any(Path(p).is_dir() or str(p).endswith(".zip") for p in paths):
+        return None
+    total = 0
+    for path in map(Path, paths):
+        if path.is_dir():
+            total += len(_folder_images(path))
+        elif path.suffix.lower() == ".zip":
+            try:
+                with zipfile.ZipFile(path) as archive:
+                    total += len(_zip_images(archive))
+            except (zipfile.BadZipFile, OSError):
+                pass  # image_sources says what is wrong with it
+        else:
+            total += 1
+    return total
+
+
+def image_sources(paths):
+    """(name, bytes, None) or (name, None, why it cannot be read) for every image of `paths`,
+    in order, read one at a time as they are asked for."""
+    for path in map(Path, paths):
+        if path.is_dir():
+            for file in _folder_images(path):
+                yield read_source(str(file), partial(_read_file, file))
+        elif path.suffix.lower() == ".zip":
+            yield from _zip_sources(path)
+        elif path.is_file():
+            yield read_source(str(path), partial(_read_file, path))
+        else:
+            raise StageError(f"{path} not found: give an image, a folder of images or a zip archive")
+
+
+def _read_file(path):
+    try:
+        if path.stat().st_size > MAX_MEMBER_BYTES:
+            raise BadImage(f"too large: more than {MAX_MEMBER_BYTES:,} bytes")
+        return path.read_bytes()
+    except OSError as e:
+        raise BadImage(f"unreadable ({e.strerror or e})") from None
+
+
+def _zip_sources(path):
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise StageError(f"{path} is not a readable zip archive ({e}): re-download or re-zip it") from None
+    with archive:
+        for info in _zip_images(archive):
+            yield read_source(f"{path}:{info.filename}", partial(read_member, archive, info))
+
+
+def _prepare(item, size):
+    """(name, bytes or None, reason) -> (name, size x size x 3 uint8 image or None, reason or None)."""
+    from dogs_vs_cats.images import decode
+    name, data, reason = item
+    if data is None:
+        return name, None, reason
+    try:
+        jpeg, _ = check_image(data)
+    except BadImage as e:
+        return name, None, str(e)
+    return name, decode(jpeg, size).numpy().astype(np.uint8), None
+
+
+def read_source(name, read):
+    """(name, read()'s bytes, None), or (name, None, why) when read() raises BadImage."""
+    try:
+        return name, read(), None
+    except BadImage as e:
+        return name, None, str(e)
+
+
+def tta_views(images, count):
+    """The first `count` views of a float32 batch (N x S x S x 3), each N x S x S x 3."""
+    import tensorflow as tf
+    if not 1 <= count <= len(TTA_VIEWS):
+        raise StageError(f"TTA takes 1 to {len(TTA_VIEWS)} views, not {count}")
+    size = images.shape[1:3]
+    views = []
+    for mirror, box in TTA_VIEWS[:count]:
+        view = images
+        if box is not None:
+            boxes = tf.constant([box] * len(images), tf.float32)
+            view = tf.image.crop_and_resize(images, boxes, tf.range(len(images)), size)
+        views.append(tf.reverse(view, axis=[2]) if mirror else view)
+    return views
+
+
+def predict_batch(classifier, images, tta=1):
+    """P(dog) of each image of a uint8 batch: the mean over `tta` views."""
+    batch = images.astype(np.float32)
+    outputs = [np.asarray(classifier.predict_on_batch(view), np.float64).reshape(len(batch))
+               for view in tta_views(batch, tta)]
+    return np.mean(outputs, axis=0)
+
+
+def classify(sources, classifier, batch_size=32, tta=1, total=None, desc="predict"):
+    """Yield a Prediction per source ((name, bytes, None) or (name, None, why), as
+    `image_sources` gives them), in order, `batch_size` images at a time."""
+    from tqdm import tqdm
+    size = classifier.input_shape[1]
+    sources = iter(sources)
+    with ThreadPoolExecutor() as pool, tqdm(total=total, desc=desc, unit="img", file=sys.stderr,
+                                            disable=total is not None and total < 200, mininterval=2) as bar:
+        while chunk := list(islice(sources, batch_size)):
+            # Reading stays in this thread (a zip is not thread-safe); decoding runs in the pool.
+            with quiet_bomb_warnings():
+                prepared = list(pool.map(lambda item: _prepare(item, size), chunk))
+            good = [image for _, image, _ in prepared if image is not None]
+            probabilities = iter(predict_batch(classifier, np.stack(good), tta) if good else [])
+            for name, image, reason in prepared:
+                p_dog = None if image is None else float(next(probabilities))
+                yield Prediction(name, p_dog, reason)
+            bar.update(len(chunk))
+
+
+def write_csv(predictions, out):
+    """Stream predictions to `out` (written under a temporary name, renamed at the end)."""
+    with atomic_file(out) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file", "p_dog", "label", "skipped"])
+        for prediction in predictions:
+            p_dog = "" if prediction.p_dog is None else f"{prediction.p_dog:.6f}"
+            writer.writerow([prediction.name, p_dog, prediction.label or "", prediction.reason or ""])
+            yield prediction

@@ -1,0 +1,97 @@
+"""How a DVC stage runs: `python -m stages.<name> PATH...`, the paths dvc.yaml's `cmd`
+passes (what it reads, then what it writes), params from params.yaml; one-line errors,
+clean interruptions, outputs checked to be writable before the work."""
+
+import signal
+import sys
+from pathlib import Path
+
+from dogs_vs_cats.errors import StageError
+from dogs_vs_cats.outputs import check_writable, sweep_debris
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what `kill` and `timeout` send), handled like Ctrl-C: temporaries are removed."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+def _dvc_specs(name):
+    """dvc.yaml's specs of the stages whose cmd is `python -m stages.<name>` (a foreach
+    stage's body, with its ${...} left in), for --help; dvc.yaml is found from the
+    working directory or above the stages package."""
+    from ruamel.yaml import YAML
+    package = sys.modules.get("stages")
+    folders = [Path.cwd()] + ([Path(package.__file__).resolve().parent.parent] if package and package.__file__ else [])
+    dvc_yaml = next((folder / "dvc.yaml" for folder in folders if (folder / "dvc.yaml").is_file()), None)
+    stages = YAML(typ="safe", pure=True).load(dvc_yaml.read_text())["stages"] if dvc_yaml else {}
+    specs = (spec.get("do", spec) for spec in stages.values())
+    return [spec for spec in specs if spec.get("cmd", "").split()[:3] == ["python", "-m", f"stages.{name}"]]
+
+
+def _paths(entries):
+    return [next(iter(entry)) if isinstance(entry, dict) else entry for entry in entries]
+
+
+def usage(name, inputs, outputs):
+    return f"usage: python -m stages.{name} {' '.join((*inputs, *outputs))}".rstrip()
+
+
+def stage_help(name, doc, inputs=(), outputs=()):
+    """What `python -m stages.<name> --help` prints: the usage, the module's docstring, then
+    what the stage reads, writes and which params it uses, as dvc.yaml declares them."""
+    lines = [f"{usage(name, inputs, outputs)}   (or: dvc repro {name})", "", (doc or "").strip()]
+    for spec in _dvc_specs(name):
+        outs = _paths(spec.get("outs", []) + spec.get("metrics", []))
+        for title, entries in (("cmd (dvc.yaml)", [spec["cmd"]]), ("reads (dvc.yaml deps)", spec.get("deps", [])),
+                               ("writes (outs)", outs), ("params (params.yaml)", spec.get("params", []))):
+            lines += ["", f"{title}:"] + [f"  {entry}" for entry in entries]
+    return "\n".join(lines)
+
+
+def run(main, inputs=(), outputs=()):
+    """Entry point of every stage: `main(*paths)` with the paths dvc.yaml passes, named
+    `inputs` (what it reads) then `outputs` (what it writes).
+
+    `-h`/`--help` prints what it does; a StageError becomes `error: ...` and exit status 1;
+    Ctrl-C and SIGTERM remove what was half-written and exit 130 and 143. Before the work:
+    the temporaries of killed runs beside the outputs are swept and every output is
+    checked to be writable.
+    """
+    name = Path(sys.argv[0]).stem
+    given = sys.argv[1:]
+    if given[:1] in (["-h"], ["--help"]):
+        print(stage_help(name, sys.modules["__main__"].__doc__, inputs, outputs))
+        sys.exit(0)
+    if len(given) != len(inputs) + len(outputs) or any(arg.startswith("-") for arg in given):
+        print(f"error: {name} takes no arguments but the paths dvc.yaml passes "
+              f"({usage(name, inputs, outputs)}; params come from params.yaml): "
+              f"see `python -m stages.{name} --help`", file=sys.stderr)
+        sys.exit(2)
+    paths = [Path(arg) for arg in given]
+    written = paths[len(inputs):]
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        sweep_debris({path.parent for path in written})
+        check_writable(written)
+        main(*paths)
+    except StageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except Exception as e:
+        # Out of memory (Python's, or TensorFlow's ResourceExhaustedError): a resource to
+        # lower, not a broken input.
+        if not isinstance(e, MemoryError) and type(e).__name__ != "ResourceExhaustedError":
+            raise
+        reason = (getattr(e, "message", None) or str(e) or type(e).__name__).splitlines()[0][:160]
+        print(f"error: out of memory ({reason}): lower image.size or the stage's batch_size in params.yaml",
+              file=sys.stderr)
+        sys.exit(1)
+    except Terminated:
+        print("terminated: nothing half-written was left", file=sys.stderr)
+        sys.exit(143)
+    except KeyboardInterrupt:
+        print("interrupted: nothing half-written was left", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,62 @@
+"""Kaggle's deliverable: P(dog) for every image of the competition's test1.zip, as `id,label`.
+
+Probabilities are clipped to [clip, 1 - clip]: log loss charges -ln(p) for a wrong answer
+given with confidence 1 - p, so one confident mistake at p = 1e-7 costs 16, at 0.005 it
+costs 5.3, while clipping a right answer at 0.995 costs 0.005. An image that cannot be
+read gets 0.5 (ln 2) and is reported.
+"""
+
+import re
+from functools import partial
+from pathlib import PurePosixPath
+
+from dogs_vs_cats.archives import open_archive, read_member
+from dogs_vs_cats.errors import StageError
+from dogs_vs_cats.outputs import atomic_file
+from dogs_vs_cats.predict import classify, load_classifier, read_source
+
+TEST_NAME = re.compile(r"(0|[1-9][0-9]*)\.jpg")  # test1/<id>.jpg
+ARCHIVE_HELP = ("download the competition with `kaggle competitions download -c dogs-vs-cats -p data/raw` and set "
+                "submission.archive: data/raw/dogs-vs-cats.zip in params.yaml (or keep data/sample/test1.zip and run "
+                "`dvc repro sample`)")
+UNREADABLE = 0.5  # what an image that cannot be read gets: no information, log loss ln 2
+
+
+def test_members(archive):
+    """The archive's test images sorted by id, and what was left out."""
+    by_id, duplicates = {}, []
+    for info in sorted(archive.infolist(), key=lambda info: info.filename):
+        match = TEST_NAME.fullmatch(PurePosixPath(info.filename).name)
+        if info.is_dir() or not match:
+            continue
+        image_id = int(match.group(1))
+        if image_id in by_id:
+            duplicates.append(info.filename)
+        else:
+            by_id[image_id] = info
+    return [(image_id, by_id[image_id]) for image_id in sorted(by_id)], duplicates
+
+
+def write_submission(archive_path, model, out, clip=0.005, tta=1, batch_size=32):
+    """Write the submission CSV to `out` from `model` (a catalog name or a .keras file);
+    return (rows, skipped [(id, reason)])."""
+    classifier = load_classifier(model)
+    skipped = []
+    with open_archive(archive_path, inner="test1.zip", names=TEST_NAME, param="submission.archive",
+                      help=ARCHIVE_HELP) as archive:
+        members, duplicates = test_members(archive)
+        if not members:
+            raise StageError(f"submission.archive {archive_path} holds no test1/<id>.jpg images: {ARCHIVE_HELP}")
+        sources = (read_source(str(image_id), partial(read_member, archive, info)) for image_id, info in members)
+        with atomic_file(out) as tmp, open(tmp, "w") as f:
+            f.write("id,label\n")
+            for prediction in classify(sources, classifier, batch_size, tta, total=len(members), desc="submission"):
+                if prediction.p_dog is None:
+                    skipped.append((prediction.name, prediction.reason))
+                    p_dog = UNREADABLE
+                else:
+                    p_dog = min(max(prediction.p_dog, clip), 1 - clip)
+                f.write(f"{prediction.name},{p_dog:.6g}\n")
+    for name in duplicates:
+        print(f"ignored {name}: an image with the same id comes first")
+    return len(members), skipped
