@@ -7,7 +7,7 @@ from tqdm import tqdm
 
 from dogs_vs_cats.catalog import SPLIT_DIR
 from dogs_vs_cats.images import array_dataset, load_images
-from dogs_vs_cats.nets import augmentation
+from dogs_vs_cats.augment import augmentation
 from dogs_vs_cats.precision import has_gpu
 from dogs_vs_cats.training import split_labels
 

@@ -21,7 +21,7 @@ Epochs = Annotated[StrictInt, Field(ge=1)]
 Seed = StrictInt
 Rate = Annotated[Union[StrictInt, StrictFloat], Field(gt=0)]  # a learning rate
 Fraction = Annotated[Union[StrictInt, StrictFloat], Field(ge=0, lt=1)]  # dropout, smoothing
-Precision = Literal["float32", "bfloat16", "mixed_float16"]
+Precision = Literal["auto", "float32", "bfloat16", "mixed_float16"]
 Distribute = Literal["none", "mirrored"]
 Cache = Literal["auto", True, False]
 Patience = Annotated[StrictInt, Field(ge=0)]

@@ -6,7 +6,7 @@ import csv
 import json
 from pathlib import Path
 
-from dogs_vs_cats.catalog import MODELS, SAMPLE_ARCHIVE
+from dogs_vs_cats.catalog import BOOK_LEVERS, MODELS, SAMPLE_ARCHIVE
 from dogs_vs_cats.errors import StageError
 from dogs_vs_cats.outputs import atomic_file, write_json
 
@@ -18,6 +18,14 @@ def read_json(path, stage):
     if not path.is_file():
         raise StageError(f"{path} not found: run `dvc repro {stage}` first")
     return json.loads(path.read_text())
+
+
+def read_yaml(path, stage):
+    from ruamel.yaml import YAML
+    path = Path(path)
+    if not path.is_file():
+        raise StageError(f"{path} not found: run `dvc repro {stage}` first")
+    return YAML(typ="safe", pure=True).load(path.read_text()) or {}
 
 
 def smooth(points, factor=0.8):
@@ -54,17 +62,30 @@ def epochs_text(training, book_epochs):
     return f"{epochs} of {book_epochs}" + (f" (best {best})" if best else "")
 
 
-def summary_table(results, training):
+def settings_text(model, stage_params, log):
+    """The params of `model`'s stage that differ from the book's, as `key value` (`stage_params`:
+    its DVCLive params.yaml), with the precision it ran in when that is not float32."""
+    changed = []
+    for key, book in {**model.book_settings, **BOOK_LEVERS}.items():
+        value = stage_params.get(key, book)
+        ran = log.get(key) if key == "precision" else None  # `auto` resolves machine by machine
+        if (ran or value) != book:
+            changed.append(f"{key} {ran} ({value})" if ran and ran != value else f"{key} {value}")
+    return ", ".join(f"`{text}`" for text in changed) or "the book's"
+
+
+def summary_table(results, training, settings):
     lines = ["| model | what | epochs run of the book's (best) | test accuracy | book | parameters (trainable) "
-             "| training time |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+             "| training time | settings other than the book's |",
+             "|---|---|---:|---:|---:|---:|---:|---|"]
     for model in MODELS:
         result, log = results[model.name], training[model.name]
         seconds = log.get("train_time_s")
         time_text = f"{seconds / 60:.1f} min" if seconds is not None else "-"
         lines.append(f"| `{model.name}` | {model.what} | {epochs_text(log, model.book_epochs)} | "
                      f"{result['accuracy']:.1%} | {model.book_accuracy:.0%} | "
-                     f"{result['parameters']:,} ({result['trainable_parameters']:,}) | {time_text} |")
+                     f"{result['parameters']:,} ({result['trainable_parameters']:,}) | {time_text} | "
+                     f"{settings[model.name]} |")
     return "\n".join(lines) + "\n"
 
 
@@ -94,12 +115,14 @@ def write_summary(evaluations, logs, archive, smoothing, *, metrics, summary, la
         model.name: read_json(evaluations / model.name / "metrics.json", f"evaluate@{model.name}") for model in MODELS
     }
     training = {model.name: read_json(logs / model.stage / "metrics.json", model.stage) for model in MODELS}
+    settings = {model.name: settings_text(model, read_yaml(logs / model.stage / "params.yaml", model.stage),
+                                          training[model.name]) for model in MODELS}
     keys = ("loss", "accuracy", "precision", "recall", "roc_auc", "confusion")
     write_json(metrics, {name: {key: result[key] for key in keys} for name, result in results.items()})
     test_images = sum(results[MODELS[0].name]["confusion"].values())
     with atomic_file(summary) as tmp:
         tmp.write_text(f"# Test accuracy, model by model ({test_images} test images)\n\n"
-                       f"Data: {data_description(archive)}.\n\n" + summary_table(results, training))
+                       f"Data: {data_description(archive)}.\n\n" + summary_table(results, training, settings))
     write_json(ladder, {"ladder": ladder_rows(results)})
     for model in MODELS:
         write_json(Path(curves) / f"{model.stage}.json", {"curves": stage_curves(logs, model.stage, smoothing)})

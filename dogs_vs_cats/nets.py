@@ -1,6 +1,5 @@
 """The networks of the chapter and their building blocks."""
 
-import math
 from pathlib import Path
 
 import keras
@@ -77,31 +76,6 @@ def dense_head(feature_shape, units, dropout=0.0):
         layers.append(keras.layers.Dropout(dropout))
     layers.append(keras.layers.Dense(1, activation="sigmoid"))
     return keras.Sequential(layers, name="head")
-
-
-def augmentation(params, seed=None):
-    """The book's ImageDataGenerator settings as Keras preprocessing layers (training only).
-
-    The values keep the book's meaning: `rotation` in degrees, shifts and zoom as
-    fractions of the image, `shear` as an angle in degrees (ImageDataGenerator's
-    shear_range), which RandomShear takes as the tangent of that angle. `params` is the
-    `augment` section, typed or a mapping of some of its keys (a missing one is off).
-    """
-    params = dict(params)
-    layers = []
-    if params.get("horizontal_flip"):
-        layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
-    if params.get("rotation"):
-        layers.append(keras.layers.RandomRotation(params["rotation"] / 360, fill_mode="nearest", seed=seed))
-    if params.get("width_shift") or params.get("height_shift"):
-        layers.append(keras.layers.RandomTranslation(params.get("height_shift", 0), params.get("width_shift", 0),
-                                                     fill_mode="nearest", seed=seed))
-    if params.get("shear"):
-        layers.append(keras.layers.RandomShear(math.tan(math.radians(params["shear"])), 0.0,
-                                               fill_mode="nearest", seed=seed))
-    if params.get("zoom"):
-        layers.append(keras.layers.RandomZoom(params["zoom"], fill_mode="nearest", seed=seed))
-    return keras.Sequential(layers or [keras.layers.Identity()], name="augmentation")
 
 
 def split_at(base, layer_name):

@@ -18,9 +18,10 @@ from dvclive.keras import DVCLiveCallback
 
 from dogs_vs_cats.catalog import SPLIT_DIR
 from dogs_vs_cats.images import array_dataset, image_dataset, list_images, load_images
-from dogs_vs_cats.nets import augmentation, count_trainable
+from dogs_vs_cats.augment import augmentation
+from dogs_vs_cats.nets import count_trainable
 from dogs_vs_cats.outputs import atomic_dir, atomic_file
-from dogs_vs_cats.precision import precision_policy, recast
+from dogs_vs_cats.precision import precision_policy, recast, resolve_precision
 
 
 def seed_everything(seed):
@@ -192,6 +193,7 @@ def train(stage, model, data, phases, params, augment=None, loss="binary_crossen
                             for split in ("train", "eval")}
             live.summary["best"] = {split: values for split, values in best_metrics.items() if values}
             live.summary["epochs_run"] = done
+            live.summary["precision"] = resolve_precision(params["precision"])
             live.summary["train_time_s"] = round(time.perf_counter() - started, 1)
             # Wall time of the first epoch (with tracing and caches) and the mean of the rest:
             # what bench/book_schedule.py compares.

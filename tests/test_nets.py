@@ -6,11 +6,10 @@ from PIL import Image
 from dogs_vs_cats import precision as precisions
 from dogs_vs_cats.errors import StageError
 from dogs_vs_cats.features import extract
-from dogs_vs_cats.nets import augmentation, conv_base, dense_head, feature_extractor, preprocessing, unfreeze_from
+from dogs_vs_cats.nets import conv_base, dense_head, feature_extractor, preprocessing, unfreeze_from
 from dogs_vs_cats.precision import precision_policy
 from tests.helpers import section
 
-AUGMENT = {"rotation": 40, "width_shift": 0.2, "height_shift": 0.2, "shear": 0.2, "zoom": 0.2, "horizontal_flip": True}
 
 
 def test_vgg16_base_has_the_books_parameter_count():
@@ -120,15 +119,6 @@ def test_preprocessing_modes_and_serialisation(tmp_path):
     loaded = keras.models.load_model(tmp_path / "m.keras")
     assert loaded.layers[0].name == "preprocess" and not loaded.count_params()
     np.testing.assert_array_equal(loaded(images), vgg16)
-
-
-def test_augmentation_changes_training_batches_only():
-    images = np.random.default_rng(1).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
-    layers = augmentation(AUGMENT, seed=1)
-    assert not np.allclose(layers(images, training=True), images)
-    np.testing.assert_array_equal(layers(images, training=False), images)
-    shear = [layer for layer in layers.layers if isinstance(layer, keras.layers.RandomShear)][0]
-    assert shear.x_factor[1] == pytest.approx(np.tan(np.radians(0.2)))  # degrees, as in the book
 
 
 def test_unfreeze_from_block5():
