@@ -23,3 +23,11 @@ def test_vgg16_flop_count_matches_the_keras_model():
                     for layer in convolutions)
         assert len(convolutions) == 13 and bench.vgg16_conv_flops(size) == flops
     assert round(bench.vgg16_conv_flops(224) / 1e9, 1) == 30.7  # VGG16's 15.3 G multiply-adds
+
+
+def test_scratch_epoch_bench_times_both_augmentations_and_the_training_step():
+    figures = load_bench("scratch_epoch").measure(batches=1, size=48, batch_size=4)
+    names = {"augmentation: RandomAffine", "augmentation: Keras layer stack", "convnet training step, float32",
+             "convnet training step, auto"}
+    assert names < set(figures) and all(figures[name] > 0 for name in names)
+    assert figures["precision auto runs as"] in {"float32", "bfloat16", "mixed_float16"}
