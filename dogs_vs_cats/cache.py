@@ -5,9 +5,9 @@ cannot change during training, so it is computed once (validation) or once per e
 import numpy as np
 from tqdm import tqdm
 
+from dogs_vs_cats.augment import augmentation
 from dogs_vs_cats.catalog import SPLIT_DIR
 from dogs_vs_cats.images import array_dataset, load_images
-from dogs_vs_cats.augment import augmentation
 from dogs_vs_cats.precision import has_gpu
 from dogs_vs_cats.training import split_labels
 

@@ -19,10 +19,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from dogs_vs_cats.augment import augmentation  # noqa: E402
 from dogs_vs_cats.catalog import CLASS_FOLDERS, CLASSES  # noqa: E402
 from dogs_vs_cats.errors import StageError  # noqa: E402
 from dogs_vs_cats.images import list_images, load_image  # noqa: E402
-from dogs_vs_cats.augment import augmentation  # noqa: E402
 from dogs_vs_cats.outputs import atomic_file  # noqa: E402
 
 LAST_CONV = "block5_conv3"

@@ -16,9 +16,9 @@ import numpy as np
 from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 
+from dogs_vs_cats.augment import augmentation
 from dogs_vs_cats.catalog import SPLIT_DIR
 from dogs_vs_cats.images import array_dataset, image_dataset, list_images, load_images
-from dogs_vs_cats.augment import augmentation
 from dogs_vs_cats.nets import count_trainable
 from dogs_vs_cats.outputs import atomic_dir, atomic_file
 from dogs_vs_cats.precision import precision_policy, recast, resolve_precision

@@ -11,7 +11,6 @@ from dogs_vs_cats.precision import precision_policy
 from tests.helpers import section
 
 
-
 def test_vgg16_base_has_the_books_parameter_count():
     base = conv_base("none", 150)
     assert base.count_params() == 14_714_688
