@@ -7,55 +7,65 @@ from tqdm import tqdm
 
 from dogs_vs_cats.augment import augmentation
 from dogs_vs_cats.catalog import SPLIT_DIR
-from dogs_vs_cats.images import array_dataset, load_images
+from dogs_vs_cats.images import load_images
 from dogs_vs_cats.precision import has_gpu
-from dogs_vs_cats.training import split_labels
+from dogs_vs_cats.training import ArrayBatches, split_labels
 
 
-def use_cache(cache, echo=1):
+def use_cache(cache, echo=1, distribute="none"):
     """A stage's `cache` param as on or off: auto is on without a GPU, and wherever data
-    echoing (`echo` > 1, which reuses cached features) asks for it."""
-    return cache if cache != "auto" else (not has_gpu() or echo > 1)
+    echoing (`echo` > 1, which reuses cached features) asks for it; off under multi_worker,
+    which the schema allows only with cache auto or false."""
+    if cache != "auto":
+        return cache
+    return distribute != "multi_worker" and (not has_gpu() or echo > 1)
 
 
-def _embed_all(embed, batches, total, desc):
-    features, labels = [], []
-    for images, batch_labels in tqdm(batches, total=total, desc=desc, unit="batch", mininterval=2, leave=False):
-        features.append(embed(images).numpy())
-        labels.append(batch_labels.numpy())
-    return np.concatenate(features), np.concatenate(labels)
+class FrozenFeatureBatches(ArrayBatches):
+    """The training batches of what sits above a frozen `extractor`: its output for the
+    epoch's augmented images, in the epoch's order.
+
+    At the first request of a batch for a fresh epoch, every batch of that epoch is run
+    through `augmenter` (once per batch, in batch order, as end-to-end training calls it)
+    and the extractor: the trainer gets the batches the whole model would. With `echo` > 1
+    (data echoing), the features are reused for `echo` epochs, in each one's own order.
+    """
+
+    def __init__(self, images, labels, batch_size, seed, embed, echo=1):
+        super().__init__(images, labels, batch_size, seed)
+        self.embed, self.echo = embed, echo
+        self.features, self.features_epoch = None, None
+
+    def batch(self, indices):
+        fresh = self.epoch - self.epoch % self.echo
+        if self.features_epoch != fresh:
+            self.features, self.features_epoch = self.compute(fresh), fresh
+        return self.features[indices]
+
+    def compute(self, epoch):
+        order = self.order(epoch)
+        features = None
+        for start in tqdm(range(0, self.count, self.batch_size), desc=f"epoch {epoch + 1} features", unit="batch",
+                          mininterval=2, leave=False):
+            indices = order[start:start + self.batch_size]
+            output = self.embed(self.x[indices].astype(np.float32)).numpy()
+            if features is None:
+                features = np.empty((self.count, *output.shape[1:]), dtype=output.dtype)
+            features[indices] = output  # kept by image, so that an echoed epoch can reorder them
+        return features
 
 
 def frozen_part_data(extractor, size, batch_size, seed, augment, echo=1, root=SPLIT_DIR):
-    """fit()'s data, epoch by epoch, for training what sits above a frozen `extractor`.
-
-    The frozen part's output cannot change during training, so it is computed once for
-    the validation images, and once per epoch for the augmented training images, in the
-    order and with the augmentations that end-to-end training would see: the trainer gets
-    the same batches as the whole model would. With `echo` > 1 (data echoing), each pass
-    of augmented features is reused, reshuffled, for `echo` epochs.
-    """
+    """fit()'s data for training what sits above a frozen `extractor`: `FrozenFeatureBatches`
+    of the training images, and the validation images' features, computed once."""
     import tensorflow as tf
     (train_paths, train_labels), (val_paths, val_labels) = split_labels("train", root), split_labels("validation", root)
-    train_batches = array_dataset(load_images(train_paths, size, "decoding train"), batch_size, train_labels, seed)
-    val_batches = array_dataset(load_images(val_paths, size, "decoding validation"), batch_size, val_labels)
-    total = -(-len(train_paths) // batch_size)
     augmenter = augmentation(augment, seed)
-    plain = tf.function(lambda x: extractor(x, training=False))
     augmented = tf.function(lambda x: extractor(augmenter(x, training=True), training=False))
-    validation = _embed_all(plain, val_batches, -(-len(val_paths) // batch_size), "validation features")
-    current = {}
-
-    def data(epoch):
-        fresh = epoch % echo == 0 or not current
-        if fresh:
-            if current:
-                # fit() starts two passes over a tf.data dataset per epoch after the first
-                # (Keras 3.15), and each pass reshuffles: drawing one unused pass keeps the
-                # order of the batches the same as in end-to-end training.
-                iter(train_batches)
-            current["x"], current["y"] = _embed_all(augmented, train_batches, total, f"epoch {epoch + 1} features")
-        return {"x": current["x"], "y": current["y"], "batch_size": batch_size, "shuffle": not fresh,
-                "validation_data": validation}
-
-    return data
+    plain = tf.function(lambda x: extractor(x, training=False))
+    val_images = load_images(val_paths, size, "decoding validation")
+    validation = np.concatenate([plain(val_images[start:start + batch_size].astype(np.float32)).numpy()
+                                 for start in range(0, len(val_images), batch_size)])
+    train = FrozenFeatureBatches(load_images(train_paths, size, "decoding train"), train_labels, batch_size, seed,
+                                 augmented, echo)
+    return {"x": train, "validation_data": (validation, val_labels), "validation_batch_size": batch_size}

@@ -65,20 +65,12 @@ def _fixed_parallelism(data):
     return data.prefetch(2).with_options(options)
 
 
-def image_dataset(paths, size, batch_size, labels=None, shuffle_seed=None):
-    """Batches of images (and labels), decoded on every core while the model computes.
-
-    The order is the order of `paths` unless `shuffle_seed` is given: feature caching
-    relies on that to keep features and labels aligned.
-    """
-    data = tf.data.Dataset.from_tensor_slices(paths if labels is None else (paths, labels))
-    if shuffle_seed is not None:
-        data = data.shuffle(len(paths), seed=shuffle_seed, reshuffle_each_iteration=True)
+def image_dataset(paths, size, batch_size):
+    """Batches of images in the order of `paths`, decoded on every core while the model
+    computes: feature caching relies on the order to keep features and labels aligned."""
+    data = tf.data.Dataset.from_tensor_slices(paths)
     cores = os.cpu_count() or 1
-    if labels is None:
-        data = data.map(lambda p: load_image(p, size), num_parallel_calls=cores, deterministic=True)
-    else:
-        data = data.map(lambda p, y: (load_image(p, size), y), num_parallel_calls=cores, deterministic=True)
+    data = data.map(lambda p: load_image(p, size), num_parallel_calls=cores, deterministic=True)
     return _fixed_parallelism(data.batch(batch_size))
 
 
@@ -92,15 +84,3 @@ def load_images(paths, size, desc="decoding"):
         images[done:done + len(chunk)] = chunk.numpy().astype(np.uint8)
         done += len(chunk)
     return images
-
-
-def array_dataset(images, batch_size, labels=None, shuffle_seed=None):
-    """Batches of in-memory uint8 images (and labels) as float32, like `image_dataset`'s."""
-    data = tf.data.Dataset.from_tensor_slices(images if labels is None else (images, np.asarray(labels, np.float32)))
-    if shuffle_seed is not None:
-        data = data.shuffle(len(images), seed=shuffle_seed, reshuffle_each_iteration=True)
-    if labels is None:
-        data = data.batch(batch_size).map(lambda x: tf.cast(x, tf.float32))
-    else:
-        data = data.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y))
-    return _fixed_parallelism(data)

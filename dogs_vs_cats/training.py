@@ -18,7 +18,7 @@ from dvclive.keras import DVCLiveCallback
 
 from dogs_vs_cats.augment import augmentation
 from dogs_vs_cats.catalog import SPLIT_DIR
-from dogs_vs_cats.images import array_dataset, image_dataset, list_images, load_images
+from dogs_vs_cats.images import list_images, load_image, load_images
 from dogs_vs_cats.nets import count_trainable
 from dogs_vs_cats.outputs import atomic_dir, atomic_file
 from dogs_vs_cats.precision import precision_policy, recast, resolve_precision
@@ -56,21 +56,88 @@ def split_labels(split, root=SPLIT_DIR):
     return paths, np.asarray(labels, dtype=np.float32)
 
 
+class EpochBatches(keras.utils.PyDataset):
+    """Training batches in an order this project draws, not Keras or tf.data: epoch `e`
+    takes the examples in the order of numpy's default_rng((seed, e)).permutation
+    (`shuffle=False`: in their own order, for validation). fit() must get `shuffle=False`.
+
+    `epoch` is set from outside (train() before each fit(), and `FollowEpochs` at every
+    epoch's start), not counted in `on_epoch_end`: Keras 3.15 calls on_epoch_end once more
+    at the start of every fit(), after reading batches 0 and 1 to learn their shapes
+    (tests/test_training.py records that order). A subclass gives `batch(indices)`.
+    """
+
+    def __init__(self, count, batch_size, labels, seed=0, shuffle=True):
+        super().__init__()  # one worker: batches are made in order, in fit()'s data thread
+        self.count, self.batch_size, self.seed, self.shuffle = count, batch_size, seed, shuffle
+        self.labels = np.asarray(labels, dtype=np.float32)
+        self.epoch = 0
+
+    def order(self, epoch):
+        if not self.shuffle:
+            return np.arange(self.count)
+        return np.random.default_rng((self.seed, epoch)).permutation(self.count)
+
+    def __len__(self):
+        return -(-self.count // self.batch_size)
+
+    def __getitem__(self, index):
+        indices = self.order(self.epoch)[index * self.batch_size:(index + 1) * self.batch_size]
+        return self.batch(indices), self.labels[indices]
+
+    def batch(self, indices):
+        raise NotImplementedError
+
+
+class ArrayBatches(EpochBatches):
+    """Batches of in-memory arrays (uint8 images are handed over as float32)."""
+
+    def __init__(self, x, labels, batch_size, seed=0, shuffle=True):
+        super().__init__(len(x), batch_size, labels, seed, shuffle)
+        self.x = x
+
+    def batch(self, indices):
+        return self.x[indices].astype(np.float32)
+
+
+class FileBatches(EpochBatches):
+    """Batches of images decoded from disk on every request, exactly as `load_images` decodes them."""
+
+    def __init__(self, paths, labels, size, batch_size, seed=0, shuffle=True):
+        super().__init__(len(paths), batch_size, labels, seed, shuffle)
+        self.paths, self.size = list(paths), size
+
+    def batch(self, indices):
+        return np.stack([load_image(self.paths[i], self.size).numpy() for i in indices])
+
+
+class FollowEpochs(keras.callbacks.Callback):
+    """Tell `batches` which epoch fit() starts (its absolute number, across phases)."""
+
+    def __init__(self, batches):
+        super().__init__()
+        self.batches = batches
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.batches.epoch = epoch
+
+
 def image_data(size, batch_size, seed, cached, root=SPLIT_DIR):
-    """fit()'s data arguments: training batches (reshuffled every epoch, seeded) and
-    validation batches from the split folder `root`.
+    """fit()'s data arguments: training batches (an `EpochBatches`, reshuffled every epoch by
+    `seed`) and validation batches from the split folder `root`.
 
     Cached, every image is decoded and resized once and kept in memory as uint8; the
-    batches are the same as when decoding from disk every epoch.
+    batches are the same as when decoding from disk on every request.
     """
     (train_paths, train_labels), (val_paths, val_labels) = split_labels("train", root), split_labels("validation", root)
     if cached:
-        train = array_dataset(load_images(train_paths, size, "decoding train"), batch_size, train_labels, seed)
-        validation = array_dataset(load_images(val_paths, size, "decoding validation"), batch_size, val_labels)
+        train = ArrayBatches(load_images(train_paths, size, "decoding train"), train_labels, batch_size, seed)
+        validation = ArrayBatches(load_images(val_paths, size, "decoding validation"), val_labels, batch_size,
+                                  shuffle=False)
     else:
-        train = image_dataset(train_paths, size, batch_size, train_labels, shuffle_seed=seed)
-        validation = image_dataset(val_paths, size, batch_size, val_labels)
-    return {"x": train, "validation_data": validation, "shuffle": False}  # tf.data shuffles
+        train = FileBatches(train_paths, train_labels, size, batch_size, seed)
+        validation = FileBatches(val_paths, val_labels, size, batch_size, shuffle=False)
+    return {"x": train, "validation_data": validation}
 
 
 def open_live(directory, params):
@@ -81,11 +148,8 @@ def open_live(directory, params):
 
 
 class LiveCallback(DVCLiveCallback):
-    """DVCLive's Keras callback, minus ending the Live when a fit() ends.
-
-    A stage may call fit() more than once (fine-tuning's two phases, or one fit() per
-    epoch); `train` ends the Live itself, once, so the steps keep counting.
-    """
+    """DVCLive's Keras callback, minus ending the Live when a fit() ends: fine-tuning fits
+    twice, and `train` ends the Live itself, once, so the steps keep counting."""
 
     def on_train_end(self, logs=None):
         pass
@@ -98,7 +162,9 @@ class KeepBest(keras.callbacks.Callback):
     """Remember the weights of `model` at the epoch with the lowest `monitor`, across fit()
     calls, and stop training after `patience` epochs without a new best (0: never).
 
-    `model` is the one to keep, which may be part of the model being trained.
+    `model` is the one to keep, which may be part of the model being trained. Keras'
+    EarlyStopping(restore_best_weights=True) forgets its best at every fit(), so it cannot
+    keep the best epoch across fine-tuning's two phases.
     """
 
     def __init__(self, model, patience=0, monitor="val_loss"):
@@ -139,14 +205,74 @@ def fit_verbosity():
     return 1 if sys.stdout.isatty() else 2
 
 
+def compile_phase(trainer, phase, loss):
+    if phase.prepare:
+        phase.prepare()
+    # Changes to `trainable` only take effect after compiling again.
+    trainer.compile(optimizer=keras.optimizers.RMSprop(learning_rate=phase.lr), loss=loss, metrics=["accuracy"])
+
+
+def phase_callbacks(live, best, data, first_epoch):
+    """The callbacks of one phase's fit(): DVCLive, the best epoch, and the epoch the
+    batches are drawn for."""
+    callbacks = [LiveCallback(live=live), best]
+    if isinstance(data["x"], EpochBatches):
+        data["x"].epoch = first_epoch  # fit() reads the first batches before its first epoch starts
+        callbacks.append(FollowEpochs(data["x"]))
+    return callbacks
+
+
+def fit_phases(trainer, data, phases, loss, live, best):
+    """One fit() per phase, the epochs numbered on from phase to phase; the number of epochs run."""
+    done = 0
+    for phase in phases:
+        if phase.epochs <= 0 or best.stopped:
+            continue
+        compile_phase(trainer, phase, loss)
+        trainer.fit(**data, shuffle=False, initial_epoch=done, epochs=done + phase.epochs, verbose=fit_verbosity(),
+                    callbacks=phase_callbacks(live, best, data, done))
+        done = best.last_epoch
+    return done
+
+
+def summarize(live, best, done, started, precision):
+    """The run's summary in DVCLive's metrics.json; `precision` is the one it ran in."""
+    live.summary["best_epoch"] = best.best_epoch or done
+    # metrics.json's train/eval are the last epoch's; `best` is the saved model's epoch,
+    # what `dvc metrics diff` should compare.
+    best_metrics = {split: {name.removeprefix("val_"): round(float(value), 6)
+                            for name, value in best.best_logs.items()
+                            if name in KEPT_METRICS and name.startswith("val_") == (split == "eval")}
+                    for split in ("train", "eval")}
+    live.summary["best"] = {split: values for split, values in best_metrics.items() if values}
+    live.summary["epochs_run"] = done
+    live.summary["precision"] = precision
+    live.summary["train_time_s"] = round(time.perf_counter() - started, 1)
+    # Wall time of the first epoch (with tracing and caches) and the mean of the rest:
+    # what bench/book_schedule.py compares.
+    durations = np.diff(best.epoch_ends)
+    if len(durations):
+        live.summary["first_epoch_s"] = round(float(durations[0]), 2)
+    if len(durations) > 1:
+        live.summary["epoch_s"] = round(float(durations[1:].mean()), 2)
+
+
+def save(model, output):
+    """`model` in float32 (see `recast`) at `output`, written atomically."""
+    saved = recast(model, "float32")
+    with atomic_file(output) as tmp:
+        saved.save(tmp)
+    return saved
+
+
 def train(stage, model, data, phases, params, augment=None, loss="binary_crossentropy", output=None,
           trainer=None, logs=None):
     """Fit through `phases` with RMSprop, log every epoch with DVCLive to `logs`
     (dvclive/<stage>), and save `model` with the weights of the epoch with the lowest
     validation loss to `output` (models/<stage>.keras).
 
-    `data` holds fit()'s data arguments, or is a function of the epoch (0-based) that
-    returns them for that epoch alone. `trainer` is the model that is fitted when it is not
+    `data` holds fit()'s data arguments; its training batches `x` are an `EpochBatches`,
+    whose order is drawn per epoch. `trainer` is the model that is fitted when it is not
     `model` itself: a part of it that shares its weights. With `augment`, training runs
     the images through augmentation layers first; they are not part of the saved model,
     which sees raw images.
@@ -163,48 +289,10 @@ def train(stage, model, data, phases, params, augment=None, loss="binary_crossen
     # a killed run leaves neither a half-written log nor a log of a model it did not save.
     with atomic_dir(logs or f"dvclive/{stage}") as logs:
         with open_live(logs, params) as live:
-            done = 0
-            for phase in phases:
-                if phase.epochs <= 0 or best.stopped:
-                    continue
-                if phase.prepare:
-                    phase.prepare()
-                # Changes to `trainable` only take effect after compiling again.
-                trainer.compile(optimizer=keras.optimizers.RMSprop(learning_rate=phase.lr), loss=loss,
-                                metrics=["accuracy"])
-                callbacks = [LiveCallback(live=live), best]
-                if callable(data):
-                    for epoch in range(done, done + phase.epochs):
-                        trainer.fit(**data(epoch), initial_epoch=epoch, epochs=epoch + 1, callbacks=callbacks,
-                                    verbose=fit_verbosity())
-                        if best.stopped:
-                            break
-                else:
-                    trainer.fit(**data, initial_epoch=done, epochs=done + phase.epochs, callbacks=callbacks,
-                                verbose=fit_verbosity())
-                done = best.last_epoch
+            done = fit_phases(trainer, data, phases, loss, live, best)
             best.restore()
-            live.summary["best_epoch"] = best.best_epoch or done
-            # metrics.json's train/eval are the last epoch's; `best` is the saved model's epoch,
-            # what `dvc metrics diff` should compare.
-            best_metrics = {split: {name.removeprefix("val_"): round(float(value), 6)
-                                    for name, value in best.best_logs.items()
-                                    if name in KEPT_METRICS and name.startswith("val_") == (split == "eval")}
-                            for split in ("train", "eval")}
-            live.summary["best"] = {split: values for split, values in best_metrics.items() if values}
-            live.summary["epochs_run"] = done
-            live.summary["precision"] = resolve_precision(params["precision"])
-            live.summary["train_time_s"] = round(time.perf_counter() - started, 1)
-            # Wall time of the first epoch (with tracing and caches) and the mean of the rest:
-            # what bench/book_schedule.py compares.
-            durations = np.diff(best.epoch_ends)
-            if len(durations):
-                live.summary["first_epoch_s"] = round(float(durations[0]), 2)
-            if len(durations) > 1:
-                live.summary["epoch_s"] = round(float(durations[1:].mean()), 2)
-        saved = recast(model, "float32")
-        with atomic_file(output) as tmp:
-            saved.save(tmp)
+            summarize(live, best, done, started, resolve_precision(params["precision"]))
+        saved = save(model, output)
     kept = f"best val_loss {best.best:.4f} at epoch {best.best_epoch}" if best.best_epoch else f"epoch {done}"
     stopped = f", stopped early after {done} epochs" if best.stopped else ""
     print(f"wrote {output} ({kept}{stopped}; {model.count_params():,} parameters, "

@@ -9,12 +9,12 @@ import pytest
 import yaml
 from PIL import Image
 
-from dogs_vs_cats.cache import frozen_part_data
+from dogs_vs_cats.cache import frozen_part_data, FrozenFeatureBatches
 from dogs_vs_cats.catalog import WEIGHTS_FILE
 from dogs_vs_cats.errors import StageError
-from dogs_vs_cats.images import array_dataset, image_dataset, list_images, load_images
+from dogs_vs_cats.images import image_dataset, list_images, load_images
 from dogs_vs_cats.nets import dense_head
-from dogs_vs_cats.training import Phase, train
+from dogs_vs_cats.training import ArrayBatches, FileBatches, Phase, train
 from tests.helpers import section
 from tests.workspace import REPO, stage_paths, update_params
 
@@ -72,13 +72,84 @@ def test_images_kept_in_memory_equal_images_decoded_from_disk(project):
     kept = load_images(paths, 48)
     assert kept.dtype == np.uint8 and kept.shape == (12, 48, 48, 3)
     np.testing.assert_array_equal(decoded, kept.astype(np.float32))
-    # The same seed shuffles both pipelines into the same order, every epoch.
-    from_disk = image_dataset(paths, 48, 4, labels, shuffle_seed=3)
-    in_memory = array_dataset(kept, 4, labels, shuffle_seed=3)
-    for _ in range(2):
-        for (a, ya), (b, yb) in zip(from_disk, in_memory):
-            np.testing.assert_array_equal(a.numpy(), b.numpy())
-            np.testing.assert_array_equal(ya.numpy(), yb.numpy())
+    # The same seed draws the same batches from both, every epoch.
+    from_disk, in_memory = FileBatches(paths, labels, 48, 5, seed=3), ArrayBatches(kept, labels, 5, seed=3)
+    assert len(from_disk) == len(in_memory) == 3
+    for epoch in range(2):
+        from_disk.epoch = in_memory.epoch = epoch
+        for index in range(3):
+            (a, ya), (b, yb) = from_disk[index], in_memory[index]
+            np.testing.assert_array_equal(a, b)
+            np.testing.assert_array_equal(ya, yb)
+
+
+class Recorder:
+    """Wraps a function and records, per call, the epoch its batches were drawn for and the
+    labels' tags it was given."""
+
+    def __init__(self, batches, function):
+        self.batches, self.function, self.calls = batches, function, []
+
+    def __call__(self, x):
+        self.calls.append((self.batches.epoch, [tag(image) for image in np.asarray(x)]))
+        return self.function(x)
+
+
+def tag(image):
+    return int(round(float(np.asarray(image).reshape(-1)[0])))
+
+
+def test_batch_order_is_the_permutation_of_seed_and_epoch_on_both_paths(tmp_path, monkeypatch):
+    """Across two phases (two fit() calls), the batches the trainer gets in epoch e are the
+    examples in the order of default_rng((seed, e)).permutation, on the plain path (images
+    in memory) and on the frozen-part cache (whose augmenter runs over them in that order,
+    once per fresh epoch; echoed epochs reorder the same features)."""
+    monkeypatch.chdir(tmp_path)
+    count, batch_size, seed = 10, 4, 7
+    images = np.broadcast_to(np.arange(count, dtype=np.uint8)[:, None, None, None], (count, 2, 2, 3)).copy()
+    labels = (np.arange(count) % 2).astype(np.float32)
+    phases = [Phase(2, 1e-3), Phase(3, 1e-3)]
+
+    def permutation(epoch):
+        return list(np.random.default_rng((seed, epoch)).permutation(count))
+
+    plain = ArrayBatches(images, labels, batch_size, seed)
+    seen = Recorder(plain, plain.batch)
+    plain.batch = seen
+    model = keras.Sequential([keras.Input((2, 2, 3)), keras.layers.Flatten(), keras.layers.Dense(1, "sigmoid")])
+    train("scratch", model, {"x": plain}, phases, {"seed": seed}, output=tmp_path / "plain.keras",
+          logs=tmp_path / "plain")
+    by_epoch = {}
+    for epoch, tags in seen.calls:
+        by_epoch.setdefault(epoch, []).append(tags)
+    # Each fit() reads batches 0 and 1 before its first epoch: a phase's first epoch has them twice.
+    assert sorted(by_epoch) == list(range(5))
+    for epoch, batches in by_epoch.items():
+        if epoch in (0, 2):
+            assert batches[:2] == batches[2:4]
+            batches = batches[2:]
+        assert sum(batches, []) == permutation(epoch)
+
+    cached = FrozenFeatureBatches(images, labels, batch_size, seed, None, echo=2)
+    embedded = Recorder(cached, keras.ops.convert_to_tensor)  # the identity as the frozen part
+    cached.embed = embedded
+    given = Recorder(cached, lambda x: x)
+    cached_batch = cached.batch
+    cached.batch = lambda indices: given(cached_batch(indices))
+    model = keras.Sequential([keras.Input((2, 2, 3)), keras.layers.Flatten(), keras.layers.Dense(1, "sigmoid")])
+    train("scratch", model, {"x": cached}, phases, {"seed": seed}, output=tmp_path / "cached.keras",
+          logs=tmp_path / "cached")
+    # The augmenter ran over the fresh epochs (0, 2, 4) only, batch by batch in their order.
+    assert [epoch for epoch, _ in embedded.calls] == [0] * 3 + [2] * 3 + [4] * 3
+    for fresh in (0, 2, 4):
+        assert sum([tags for epoch, tags in embedded.calls if epoch == fresh], []) == permutation(fresh)
+    trained = {}
+    for epoch, tags in given.calls:
+        trained.setdefault(epoch, []).append(tags)
+    for epoch, batches in trained.items():
+        if epoch in (0, 2):
+            batches = batches[2:]
+        assert sum(batches, []) == permutation(epoch)
 
 
 def test_scratch_with_images_in_memory_trains_like_decoding_every_epoch(project):
@@ -102,22 +173,35 @@ def test_frozen_part_cache_trains_like_end_to_end(project):
 def test_frozen_features_equal_the_frozen_models_output(project):
     from dogs_vs_cats.nets import conv_base, feature_extractor
     extractor = feature_extractor(conv_base("none", 48), "vgg16")
-    data = frozen_part_data(extractor, 48, 4, seed=1, augment={}, echo=1)(0)
+    data = frozen_part_data(extractor, 48, 4, seed=1, augment={}, echo=1)
     val_paths, val_labels = list_images("validation")
     features, labels = data["validation_data"]
     direct = extractor.predict(image_dataset(val_paths, 48, 4), verbose=0)
     np.testing.assert_allclose(features, direct, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(labels, val_labels)
+    # Without augmentation, an epoch's training features are the extractor's output in that epoch's order.
+    train_paths, _ = list_images("train")
+    batches = data["x"]
+    order = np.random.default_rng((1, 0)).permutation(len(train_paths))
+    first, _ = batches[0]
+    np.testing.assert_allclose(first, extractor.predict(image_dataset([train_paths[i] for i in order[:4]], 48, 4),
+                                                        verbose=0), rtol=1e-5, atol=1e-6)
 
 
 def test_echo_reuses_each_pass_for_that_many_epochs(project):
     from dogs_vs_cats.nets import conv_base, feature_extractor
     extractor = feature_extractor(conv_base("none", 48), "vgg16")
     augment = {"horizontal_flip": True, "rotation": 40}
-    echoed = frozen_part_data(extractor, 48, 4, seed=1, augment=augment, echo=2)
-    first, second, third = echoed(0), echoed(1), echoed(2)
-    assert second["x"] is first["x"] and not first["shuffle"] and second["shuffle"]
-    assert third["x"] is not first["x"] and not np.allclose(third["x"], first["x"])  # fresh augmentations
+    batches = frozen_part_data(extractor, 48, 4, seed=1, augment=augment, echo=2)["x"]
+    passes, firsts = [], []
+    for epoch in range(3):
+        batches.epoch = epoch
+        firsts.append(batches[0][0])
+        passes.append(batches.features)
+    assert passes[1] is passes[0]  # epoch 1 reuses epoch 0's features, in its own order
+    order = np.random.default_rng((1, 1)).permutation(batches.count)
+    np.testing.assert_array_equal(firsts[1], passes[0][order[:4]])
+    assert passes[2] is not passes[0] and not np.allclose(passes[2], passes[0])  # fresh augmentations
     # The schema states the rules, in params.yaml's one line of errors.
     with pytest.raises(StageError, match=r"finetune.echo is 2 but the cache is off"):
         section("finetune", cache=False, echo=2)
@@ -132,7 +216,7 @@ def test_early_stopping_stops_and_keeps_the_best_epoch(tmp_path, monkeypatch, rn
     x = rng.normal(size=(64, 1, 1, 8)).astype("float32")
     y = (x[:, 0, 0, 0] > 0).astype("float32")
     # Validation labels are the opposite rule: the better the fit, the worse val_loss gets.
-    data = {"x": x, "y": y, "batch_size": 16, "validation_data": (x, 1 - y)}
+    data = {"x": ArrayBatches(x, y, 16), "validation_data": (x, 1 - y), "validation_batch_size": 16}
     keras.utils.set_random_seed(0)
     model = dense_head((1, 1, 8), 16)
     params = {"seed": 0, "early_stopping": 2}

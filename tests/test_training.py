@@ -1,4 +1,5 @@
 import json
+import time
 
 import keras
 import numpy as np
@@ -7,7 +8,7 @@ import tensorflow as tf
 
 from dogs_vs_cats.errors import StageError
 from dogs_vs_cats.nets import dense_head
-from dogs_vs_cats.training import distributed, Phase, train
+from dogs_vs_cats.training import ArrayBatches, distributed, Phase, train
 from tests.helpers import section
 
 
@@ -25,7 +26,7 @@ def test_mirrored_strategy_builds_and_trains_on_cpu(tmp_path, monkeypatch, rng):
         model = dense_head((1, 1, 8), 16, 0.0)
         assert isinstance(model.weights[0].value, tf.distribute.DistributedValues)
         before = model.get_weights()
-        train("train_head", model, {"x": x, "y": y, "batch_size": 8, "validation_data": (x, y)},
+        train("train_head", model, {"x": ArrayBatches(x, y, 8), "validation_data": (x, y), "validation_batch_size": 8},
               [Phase(3, 1e-2)], params, output=tmp_path / "head.keras")
     assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
     metrics = json.loads((tmp_path / "dvclive/train_head/metrics.json").read_text())
@@ -39,3 +40,39 @@ def test_default_strategy_and_bad_values(rng):
         assert strategy is tf.distribute.get_strategy() and strategy.num_replicas_in_sync == 1
     with pytest.raises(StageError, match=r"scratch.distribute: should be 'none' or 'mirrored' \(got 'horovod'\)"):
         section("scratch", distribute="horovod")
+
+
+def test_how_keras_iterates_a_py_dataset():
+    """What EpochBatches relies on, as Keras 3.15 does it with one worker: fit() reads batches
+    0 and 1 to learn their shapes and calls on_epoch_end once before its first epoch; then,
+    every epoch, the batches 0..n-1 in order after the callbacks' on_epoch_begin and none
+    of the next epoch before it (so a callback can say which epoch they are for). An
+    upgrade that changes this fails here before it silently changes the batch order."""
+    calls = []
+
+    class Batches(keras.utils.PyDataset):
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, index):
+            calls.append(("get", index))
+            time.sleep(0.02)  # time for a prefetch running ahead to show
+            return np.zeros((2, 1), "float32"), np.zeros((2,), "float32")
+
+        def on_epoch_end(self):
+            calls.append(("end",))
+
+    class Epochs(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            calls.append(("begin", epoch))
+
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    batches = Batches()
+    epoch = [("begin",), ("get", 0), ("get", 1), ("get", 2), ("end",)]
+    for first in (0, 2):  # two fit() calls, as two phases
+        calls.clear()
+        model.fit(batches, initial_epoch=first, epochs=first + 2, shuffle=False, verbose=0, callbacks=[Epochs()])
+        shapes_read = [("get", 0), ("get", 1), ("end",)]
+        assert [call[:1] if call[0] == "begin" else call for call in calls] == shapes_read + 2 * epoch
+        assert [call[1] for call in calls if call[0] == "begin"] == [first, first + 1]
