@@ -291,7 +291,7 @@ def train(stage, model, data, phases, params, augment=None, loss="binary_crossen
         with open_live(logs, params) as live:
             done = fit_phases(trainer, data, phases, loss, live, best)
             best.restore()
-            summarize(live, best, done, started, resolve_precision(params["precision"]))
+            summarize(live, best, done, started, resolve_precision(params.get("precision", "float32")))
         saved = save(model, output)
     kept = f"best val_loss {best.best:.4f} at epoch {best.best_epoch}" if best.best_epoch else f"epoch {done}"
     stopped = f", stopped early after {done} epochs" if best.stopped else ""
