@@ -85,6 +85,7 @@ class Training(Section):
     epochs: Epochs
     batch_size: Count
     lr: Rate
+    lr_schedule: Literal["constant", "cosine"]
     seed: Seed
     precision: Precision
     distribute: Distribute

@@ -5,6 +5,7 @@ A stage's params section (typed, from `config.load_params`, or a plain mapping o
 keys) comes in as `params`; it was checked when params.yaml was loaded."""
 
 import contextlib
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -148,8 +149,14 @@ def open_live(directory, params):
 
 
 class LiveCallback(DVCLiveCallback):
-    """DVCLive's Keras callback, minus ending the Live when a fit() ends: fine-tuning fits
-    twice, and `train` ends the Live itself, once, so the steps keep counting."""
+    """DVCLive's Keras callback that also logs the epoch's learning rate (`lr`), minus ending
+    the Live when a fit() ends: fine-tuning fits twice, and `train` ends the Live itself,
+    once, so the steps keep counting."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.live.log_metric("lr", float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+        # LearningRateScheduler adds `learning_rate` to the logs: logged once, as `lr`.
+        super().on_epoch_end(epoch, {name: value for name, value in (logs or {}).items() if name != "learning_rate"})
 
     def on_train_end(self, logs=None):
         pass
@@ -200,6 +207,14 @@ class Phase:
     prepare: Optional[Callable[[], None]] = None  # e.g. freeze or unfreeze layers first
 
 
+def phase_lr(schedule, lr, step, epochs):
+    """The learning rate of the phase's epoch `step` (0-based) of `epochs`: `lr` throughout
+    (constant, the book's), or cosine decay from `lr` towards 0 (reached after the last epoch)."""
+    if schedule == "cosine":
+        return lr * 0.5 * (1 + math.cos(math.pi * step / epochs))
+    return lr
+
+
 def fit_verbosity():
     # Keras' per-batch progress bar on a terminal; one line per epoch in logs.
     return 1 if sys.stdout.isatty() else 2
@@ -212,17 +227,19 @@ def compile_phase(trainer, phase, loss):
     trainer.compile(optimizer=keras.optimizers.RMSprop(learning_rate=phase.lr), loss=loss, metrics=["accuracy"])
 
 
-def phase_callbacks(live, best, data, first_epoch):
-    """The callbacks of one phase's fit(): DVCLive, the best epoch, and the epoch the
-    batches are drawn for."""
-    callbacks = [LiveCallback(live=live), best]
+def phase_callbacks(live, best, data, phase, first_epoch, schedule):
+    """The callbacks of one phase's fit(): the learning rate of each epoch, DVCLive, the best
+    epoch, and the epoch the batches are drawn for."""
+    rate = keras.callbacks.LearningRateScheduler(
+        lambda epoch, lr: phase_lr(schedule, phase.lr, epoch - first_epoch, phase.epochs))
+    callbacks = [rate, LiveCallback(live=live), best]
     if isinstance(data["x"], EpochBatches):
         data["x"].epoch = first_epoch  # fit() reads the first batches before its first epoch starts
         callbacks.append(FollowEpochs(data["x"]))
     return callbacks
 
 
-def fit_phases(trainer, data, phases, loss, live, best):
+def fit_phases(trainer, data, phases, loss, live, best, schedule):
     """One fit() per phase, the epochs numbered on from phase to phase; the number of epochs run."""
     done = 0
     for phase in phases:
@@ -230,7 +247,7 @@ def fit_phases(trainer, data, phases, loss, live, best):
             continue
         compile_phase(trainer, phase, loss)
         trainer.fit(**data, shuffle=False, initial_epoch=done, epochs=done + phase.epochs, verbose=fit_verbosity(),
-                    callbacks=phase_callbacks(live, best, data, done))
+                    callbacks=phase_callbacks(live, best, data, phase, done, schedule))
         done = best.last_epoch
     return done
 
@@ -289,7 +306,7 @@ def train(stage, model, data, phases, params, augment=None, loss="binary_crossen
     # a killed run leaves neither a half-written log nor a log of a model it did not save.
     with atomic_dir(logs or f"dvclive/{stage}") as logs:
         with open_live(logs, params) as live:
-            done = fit_phases(trainer, data, phases, loss, live, best)
+            done = fit_phases(trainer, data, phases, loss, live, best, params.get("lr_schedule", "constant"))
             best.restore()
             summarize(live, best, done, started, resolve_precision(params.get("precision", "float32")))
         saved = save(model, output)

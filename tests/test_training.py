@@ -76,3 +76,23 @@ def test_how_keras_iterates_a_py_dataset():
         shapes_read = [("get", 0), ("get", 1), ("end",)]
         assert [call[:1] if call[0] == "begin" else call for call in calls] == shapes_read + 2 * epoch
         assert [call[1] for call in calls if call[0] == "begin"] == [first, first + 1]
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_the_logged_learning_rate_follows_lr_schedule(tmp_path, monkeypatch, rng, schedule):
+    monkeypatch.chdir(tmp_path)
+    x, y = separable_features(rng, 16)
+    phases = [Phase(2, 1e-2), Phase(3, 1e-3)]  # two phases, as finetune's: each decays from its own rate
+    train("train_head", dense_head((1, 1, 8), 4), {"x": ArrayBatches(x, y, 8), "validation_data": (x, y),
+                                                  "validation_batch_size": 8},
+          phases, {"seed": 0, "lr_schedule": schedule}, output=tmp_path / "head.keras")
+    lines = (tmp_path / "dvclive/train_head/plots/metrics/lr.tsv").read_text().splitlines()
+    logged = [float(line.split("\t")[-1]) for line in lines[1:]]
+    if schedule == "cosine":
+        expected = [1e-2, 1e-2 / 2, 1e-3, 1e-3 * 0.75, 1e-3 * 0.25]  # (1 + cos(pi k / n)) / 2 of each phase's rate
+    else:
+        expected = [1e-2, 1e-2, 1e-3, 1e-3, 1e-3]
+    np.testing.assert_allclose(logged, expected, rtol=1e-6)
+    assert not (tmp_path / "dvclive/train_head/plots/metrics/train/learning_rate.tsv").exists()  # logged once
+    with pytest.raises(StageError, match=r"mnist.lr_schedule: should be 'constant' or 'cosine' \(got 'step'\)"):
+        section("mnist", lr_schedule="step")
