@@ -3,9 +3,10 @@
 import importlib.util
 
 import keras
+from ruamel.yaml import YAML
 
 from dogs_vs_cats.nets import conv_base
-from tests.workspace import REPO
+from tests.workspace import compose, REPO
 
 
 def load_bench(name):
@@ -23,3 +24,15 @@ def test_vgg16_flop_count_matches_the_keras_model():
                     for layer in convolutions)
         assert len(convolutions) == 13 and bench.vgg16_conv_flops(size) == flops
     assert round(bench.vgg16_conv_flops(224) / 1e9, 1) == 30.7  # VGG16's 15.3 G multiply-adds
+
+
+def test_book_schedule_measures_make_book_fast_levers_on_the_book_params(tmp_path):
+    bench = load_bench("book_schedule")
+    levers = bench.fast_levers()
+    fast = YAML(typ="safe", pure=True).load(compose(tmp_path / "fast.yaml", ["schedule=book", "levers=fast"]))
+    assert {section: {key: fast[section][key] for key in values} for section, values in levers.items()} == levers
+    assert levers["finetune"]["echo"] == 4 and "configuration" not in levers
+    bench.book_params(tmp_path / "params.yaml", {"base": {"weights": "w.h5"}})
+    plain = YAML(typ="safe", pure=True).load((tmp_path / "params.yaml").read_text())
+    assert (plain["split"]["train"], plain["finetune"]["epochs"], plain["finetune"]["echo"]) == (1000, 100, 1)
+    assert plain["base"]["weights"] == "w.h5"
