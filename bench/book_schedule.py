@@ -10,8 +10,8 @@ present), every stage runs under two settings, one after the other:
 - levers: the settings of `make book FAST=1` (conf/levers/fast.yaml).
 
 Each training stage runs a few epochs (2 plain; echo + 1 with the levers, so a whole echo
-cycle is in the mean), and its DVCLive summary gives the first epoch's wall time and the
-mean of the others. The projection to the book's epochs is: the stage's wall time outside
+cycle is in the mean), and its dvclive/<stage>/timing.json gives the first epoch's wall
+time and the mean of the others. The projection to the book's epochs is: the stage's wall time outside
 its epochs, plus the first epoch, plus the mean epoch times the rest of the book's epochs.
 Early stopping is left out of the projection: only a real run says when it stops.
 """
@@ -90,7 +90,7 @@ def measure(workspace, base, settings):
         wall = run_stage(workspace, stage)
         result = {"wall_s": wall}
         if book_epochs:
-            summary = json.loads((workspace / f"dvclive/{stage}/metrics.json").read_text())
+            summary = json.loads((workspace / f"dvclive/{stage}/timing.json").read_text())
             epochs = overrides[stage]["epochs"]
             first, mean = summary["first_epoch_s"], summary["epoch_s"]
             outside = wall - first - mean * (epochs - 1)
