@@ -5,19 +5,20 @@ BIN := $(abspath $(VENV))/bin
 # Stage commands say `python`: make it the project's environment, for DVC too.
 export PATH := $(BIN):$(PATH)
 
-# What `make run` changes from params.yaml so the sample runs through in minutes on a
-# laptop CPU: fewer images, fewer epochs. Everything else is the book's configuration.
-QUICK := -S sample.per_class=400 -S split.train=200 -S split.validation=100 -S split.test=100 \
-         -S scratch.epochs=5 -S scratch_augmented.epochs=5 -S train_head.epochs=10 \
-         -S features_augmented.epochs=1 -S finetune.epochs=2
-# `make run WEIGHTS=path/to/vgg16_notop.weights.h5` uses a local ImageNet file instead
-# of Keras' download; it reaches the stages as the DVC param base.weights.
+# Named configurations (conf/): DVC composes params.yaml from them afresh on every `dvc exp
+# run`, so each target gets exactly its configuration, whatever ran before. FAST=1 adds the
+# CPU levers (conf/levers/fast.yaml); DATA and WEIGHTS point a run at a real train.zip and a
+# local ImageNet file, passed as the params data.archive and base.weights, e.g.
+#   make book FAST=1 DATA=path/to/train.zip WEIGHTS=path/to/vgg16_notop.weights.h5
+FAST ?=
+DATA ?=
 WEIGHTS ?=
-RUN_OVERRIDES := $(QUICK) $(if $(WEIGHTS),-S 'base.weights=$(WEIGHTS)')
+CONFIGURATION = -S levers=$(if $(FAST),fast,none) $(if $(DATA),-S 'data.archive=$(DATA)') \
+                $(if $(WEIGHTS),-S 'base.weights=$(WEIGHTS)')
 # `make mnist MNIST=path/to/mnist.npz` uses a local copy instead of Keras' download.
 MNIST ?=
 
-.PHONY: venv lock run book mnist submission report test test-fast lint bench clean-venv
+.PHONY: venv lock run book baseline mnist submission report test test-fast lint bench clean-venv
 
 # The environment comes from lock files (every package pinned, with hashes): what `make
 # run` needs from requirements/run.lock; `make test` adds requirements/test.lock's extras.
@@ -43,41 +44,35 @@ lock: $(VENV)/.installed
 # The Dogs vs. Cats chain and its pictures (MNIST is its own chain: `make mnist`).
 DOGS_VS_CATS := summary visualize export
 
+# `make run`: the quick schedule (conf/schedule/quick.yaml), the embedded sample in minutes.
 run: $(VENV)/.installed
-	dvc exp run $(RUN_OVERRIDES) $(DOGS_VS_CATS)
+	dvc exp run -S schedule=quick $(CONFIGURATION) $(DOGS_VS_CATS)
 	dvc metrics show
 	cat metrics/summary.md
 
 mnist: $(VENV)/.installed
-	dvc exp run $(if $(MNIST),-S mnist.npz=$(MNIST)) mnist
+	dvc exp run --no-hydra $(if $(MNIST),-S mnist.npz=$(MNIST)) mnist
 	cat metrics/mnist.json
 
-# The book's schedule: every model at the book's epochs, from params.yaml as committed.
-# FAST=1 adds the CPU levers of docs/book-schedule.md: bfloat16 arithmetic (CPUs with
-# AVX512_BF16 or AMX), data echoing in the two stages with a frozen VGG16 part, and early
-# stopping. DATA and WEIGHTS point it at a real train.zip and a local ImageNet file, e.g.
-#   make book FAST=1 DATA=path/to/train.zip WEIGHTS=path/to/vgg16_notop.weights.h5
-# Overrides are written into params.yaml, as `dvc exp run -S` does.
-# The training stages come from the catalog (dogs_vs_cats/catalog.py), read when a target needs them.
-TRAINING_STAGES = $(shell $(BIN)/python -c 'from dogs_vs_cats.catalog import TRAINING_STAGES; print(*TRAINING_STAGES)')
-FAST_LEVERS = -S features.precision=bfloat16 $(foreach stage,$(TRAINING_STAGES),-S $(stage).precision=bfloat16) \
-               -S scratch.early_stopping=5 -S scratch_augmented.early_stopping=15 \
-               -S features_augmented.early_stopping=10 -S finetune.early_stopping=10 \
-               -S features_augmented.echo=3 -S finetune.echo=4
-DATA ?=
-BOOK_OVERRIDES = $(if $(FAST),$(FAST_LEVERS)) $(if $(DATA),-S 'data.archive=$(DATA)') \
-                  $(if $(WEIGHTS),-S 'base.weights=$(WEIGHTS)')
-
+# The book's schedule (conf/schedule/book.yaml): the 1000/500/500 split, every model at the
+# book's epochs; hours on a CPU (docs/book-schedule.md), fewer with FAST=1.
 book: $(VENV)/.installed
-	dvc exp run $(BOOK_OVERRIDES) $(DOGS_VS_CATS)
+	dvc exp run -S schedule=book $(CONFIGURATION) $(DOGS_VS_CATS)
 	dvc metrics show
 	cat metrics/summary.md
 
-# Kaggle's submission CSV from the model of the last `make run` or `make book` (its params
-# stay in params.yaml); SUBMISSION points it at the competition's dogs-vs-cats.zip or test1.zip.
+# The baseline main carries: the committed params.yaml (the quick configuration) run through,
+# its dvc.lock and metrics. Run it last, after every code change, then commit what it lists.
+baseline: $(VENV)/.installed
+	dvc exp run -S schedule=quick -S levers=none $(DOGS_VS_CATS)
+	@echo "commit it: git add params.yaml dvc.lock metrics dvclive && git commit -m 'Baseline: the quick configuration'"
+
+# Kaggle's submission CSV from the model of the last `make run` or `make book`: --no-hydra keeps
+# that run's params.yaml instead of composing the default one, so nothing is trained again.
+# SUBMISSION points it at the competition's dogs-vs-cats.zip or test1.zip.
 SUBMISSION ?=
 submission: $(VENV)/.installed
-	dvc exp run $(if $(SUBMISSION),-S 'submission.archive=$(SUBMISSION)') submission
+	dvc exp run --no-hydra $(if $(SUBMISSION),-S 'submission.archive=$(SUBMISSION)') submission
 	head -3 submissions/submission.csv
 
 # Every `dvc plots` plot in one self-contained HTML file, the ladder first (`dvc plots show

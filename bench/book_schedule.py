@@ -7,11 +7,11 @@ present), every stage runs under two settings, one after the other:
 
 - plain: float32, no caches, no echo, no early stopping, fine-tuning from train_head's
   head: what the pipeline did before the levers existed;
-- levers: the settings of `make book FAST=1` (the Makefile's FAST_LEVERS).
+- levers: the settings of `make book FAST=1` (conf/levers/fast.yaml).
 
 Each training stage runs a few epochs (2 plain; echo + 1 with the levers, so a whole echo
-cycle is in the mean), and its DVCLive summary gives the first epoch's wall time and the
-mean of the others. The projection to the book's epochs is: the stage's wall time outside
+cycle is in the mean), and its dvclive/<stage>/timing.json gives the first epoch's wall
+time and the mean of the others. The projection to the book's epochs is: the stage's wall time outside
 its epochs, plus the first epoch, plus the mean epoch times the rest of the book's epochs.
 Early stopping is left out of the projection: only a real run says when it stops.
 """
@@ -19,7 +19,6 @@ Early stopping is left out of the projection: only a real run says when it stops
 import argparse
 import json
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -27,8 +26,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from dogs_vs_cats.catalog import MODELS, TRAINING_STAGES  # noqa: E402
-from tests.workspace import bench_workspace, dvc, environment, stage_command, update_params  # noqa: E402
+from ruamel.yaml import YAML  # noqa: E402
+
+from dogs_vs_cats.catalog import MODELS  # noqa: E402
+from tests.workspace import bench_workspace, compose, dvc, environment, stage_command, update_params  # noqa: E402
 
 REAL_PHOTOS = REPO.parent / "shared/data/dogs-vs-cats-128px/train.zip"
 # Stage, the book's epochs (None: not a training stage), in the order they can run.
@@ -43,16 +44,16 @@ PLAIN = {"features": {"precision": "float32"},
 
 
 def fast_levers():
-    """The Makefile's FAST_LEVERS as params.yaml sections (one source of truth for both)."""
-    text = (REPO / "Makefile").read_text()
-    block = re.search(r"^FAST_LEVERS = (.*?)(?:\n\S|\n\n)", text, re.S | re.M).group(1)
-    block = block.replace("$(foreach stage,$(TRAINING_STAGES),-S $(stage).precision=bfloat16)",
-                          " ".join(f"-S {stage}.precision=bfloat16" for stage in TRAINING_STAGES))
-    levers = {}
-    for key, value in re.findall(r"-S (\S+?)=(\S+)", block):
-        section, name = key.split(".")
-        levers.setdefault(section, {})[name] = int(value) if value.isdigit() else value
+    """conf/levers/fast.yaml, what `make book FAST=1` composes, as params.yaml sections."""
+    levers = YAML(typ="safe", pure=True).load((REPO / "conf/levers/fast.yaml").read_text())
+    levers.pop("configuration")
     return levers
+
+
+def book_params(path, base):
+    """The book's schedule without levers (`make book`'s params.yaml) plus `base`, in `path`."""
+    compose(path, ["schedule=book", "levers=none"])
+    update_params(path, base)
 
 
 def cpu_description():
@@ -74,12 +75,11 @@ def run_stage(workspace, stage):
 
 
 def measure(workspace, base, settings):
-    """Run every stage under params.yaml as committed plus `base` and `settings`; return
-    per stage its wall time and epoch times."""
+    """Run every stage under the book's params plus `base` and `settings`; return per stage
+    its wall time and epoch times."""
     results = {}
     for stage, book_epochs in STAGES:
-        shutil.copy(REPO / "params.yaml", workspace / "params.yaml")
-        update_params(workspace / "params.yaml", base)
+        book_params(workspace / "params.yaml", base)
         overrides = {section: dict(values) for section, values in settings.items()}
         if book_epochs:
             echo = overrides.get(stage, {}).get("echo", 1)
@@ -90,7 +90,7 @@ def measure(workspace, base, settings):
         wall = run_stage(workspace, stage)
         result = {"wall_s": wall}
         if book_epochs:
-            summary = json.loads((workspace / f"dvclive/{stage}/metrics.json").read_text())
+            summary = json.loads((workspace / f"dvclive/{stage}/timing.json").read_text())
             epochs = overrides[stage]["epochs"]
             first, mean = summary["first_epoch_s"], summary["epoch_s"]
             outside = wall - first - mean * (epochs - 1)
@@ -114,6 +114,7 @@ def main():
     workspace = args.workdir
     base = {"data": {"archive": str(args.data.resolve())}, "base": {"weights": str(Path(args.weights).resolve())}}
     bench_workspace(workspace, base)
+    book_params(workspace / "params.yaml", base)
     dvc(workspace, "repro", "split")
     print(f"CPU: {cpu_description()}", flush=True)
     levers = fast_levers()

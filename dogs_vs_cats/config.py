@@ -32,6 +32,12 @@ class Section(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
 
+class Configuration(Section):
+    """Which conf/ options composed params.yaml (for `dvc exp show`); no stage reads it."""
+    schedule: StrictStr
+    levers: StrictStr
+
+
 class Data(Section):
     archive: Annotated[StrictStr, Field(min_length=1)]
 
@@ -167,6 +173,7 @@ class Mnist(Training):
 
 
 class Params(Section):
+    configuration: Configuration
     data: Data
     sample: Sample
     split: Split

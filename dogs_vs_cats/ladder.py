@@ -114,7 +114,9 @@ def write_summary(evaluations, logs, archive, smoothing, *, metrics, summary, la
     results = {
         model.name: read_json(evaluations / model.name / "metrics.json", f"evaluate@{model.name}") for model in MODELS
     }
-    training = {model.name: read_json(logs / model.stage / "metrics.json", model.stage) for model in MODELS}
+    # The training log's summary, with its wall times (timing.json, kept out of the metrics).
+    training = {model.name: {**read_json(logs / model.stage / "metrics.json", model.stage),
+                             **read_json(logs / model.stage / "timing.json", model.stage)} for model in MODELS}
     settings = {model.name: settings_text(model, read_yaml(logs / model.stage / "params.yaml", model.stage),
                                           training[model.name]) for model in MODELS}
     keys = ("loss", "accuracy", "precision", "recall", "roc_auc", "confusion")

@@ -21,7 +21,7 @@ from dogs_vs_cats.augment import augmentation
 from dogs_vs_cats.catalog import SPLIT_DIR
 from dogs_vs_cats.images import list_images, load_image, load_images
 from dogs_vs_cats.nets import count_trainable
-from dogs_vs_cats.outputs import atomic_dir, atomic_file
+from dogs_vs_cats.outputs import atomic_dir, atomic_file, write_json
 from dogs_vs_cats.precision import precision_policy, recast, resolve_precision
 
 
@@ -252,8 +252,14 @@ def fit_phases(trainer, data, phases, loss, live, best, schedule):
     return done
 
 
-def summarize(live, best, done, started, precision):
-    """The run's summary in DVCLive's metrics.json; `precision` is the one it ran in."""
+def summarize(live, best, done, started, precision, logs):
+    """The run's summary in DVCLive's metrics.json (`precision`: the one it ran in), and its
+    wall times in timing.json beside it.
+
+    Wall times are not metrics: they differ from run to run, and `dvc metrics diff` should
+    show only what the params changed. The first epoch (with tracing and caches) and the
+    mean of the rest are what bench/book_schedule.py compares.
+    """
     live.summary["best_epoch"] = best.best_epoch or done
     # metrics.json's train/eval are the last epoch's; `best` is the saved model's epoch,
     # what `dvc metrics diff` should compare.
@@ -264,14 +270,13 @@ def summarize(live, best, done, started, precision):
     live.summary["best"] = {split: values for split, values in best_metrics.items() if values}
     live.summary["epochs_run"] = done
     live.summary["precision"] = precision
-    live.summary["train_time_s"] = round(time.perf_counter() - started, 1)
-    # Wall time of the first epoch (with tracing and caches) and the mean of the rest:
-    # what bench/book_schedule.py compares.
     durations = np.diff(best.epoch_ends)
+    timing = {"train_time_s": round(time.perf_counter() - started, 1)}
     if len(durations):
-        live.summary["first_epoch_s"] = round(float(durations[0]), 2)
+        timing["first_epoch_s"] = round(float(durations[0]), 2)
     if len(durations) > 1:
-        live.summary["epoch_s"] = round(float(durations[1:].mean()), 2)
+        timing["epoch_s"] = round(float(durations[1:].mean()), 2)
+    write_json(Path(logs) / "timing.json", timing)
 
 
 def save(model, output):
@@ -308,7 +313,7 @@ def train(stage, model, data, phases, params, augment=None, loss="binary_crossen
         with open_live(logs, params) as live:
             done = fit_phases(trainer, data, phases, loss, live, best, params.get("lr_schedule", "constant"))
             best.restore()
-            summarize(live, best, done, started, resolve_precision(params.get("precision", "float32")))
+            summarize(live, best, done, started, resolve_precision(params.get("precision", "float32")), logs)
         saved = save(model, output)
     kept = f"best val_loss {best.best:.4f} at epoch {best.best_epoch}" if best.best_epoch else f"epoch {done}"
     stopped = f", stopped early after {done} epochs" if best.stopped else ""

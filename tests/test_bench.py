@@ -3,9 +3,10 @@
 import importlib.util
 
 import keras
+from ruamel.yaml import YAML
 
 from dogs_vs_cats.nets import conv_base
-from tests.workspace import REPO
+from tests.workspace import compose, REPO
 
 
 def load_bench(name):
@@ -31,3 +32,15 @@ def test_scratch_epoch_bench_times_both_augmentations_and_the_training_step():
              "convnet training step, auto"}
     assert names < set(figures) and all(figures[name] > 0 for name in names)
     assert figures["precision auto runs as"] in {"float32", "bfloat16", "mixed_float16"}
+
+
+def test_book_schedule_measures_make_book_fast_levers_on_the_book_params(tmp_path):
+    bench = load_bench("book_schedule")
+    levers = bench.fast_levers()
+    fast = YAML(typ="safe", pure=True).load(compose(tmp_path / "fast.yaml", ["schedule=book", "levers=fast"]))
+    assert {section: {key: fast[section][key] for key in values} for section, values in levers.items()} == levers
+    assert levers["finetune"]["echo"] == 1 and levers["finetune"]["lr_schedule"] == "cosine" and "configuration" not in levers
+    bench.book_params(tmp_path / "params.yaml", {"base": {"weights": "w.h5"}})
+    plain = YAML(typ="safe", pure=True).load((tmp_path / "params.yaml").read_text())
+    assert (plain["split"]["train"], plain["finetune"]["epochs"], plain["finetune"]["echo"]) == (1000, 100, 1)
+    assert plain["base"]["weights"] == "w.h5"

@@ -5,7 +5,7 @@ import json
 import pytest
 from ruamel.yaml import YAML
 
-from tests.workspace import copy_workspace, dvc, run, stages_run, update_params
+from tests.workspace import copy_workspace, dvc, restore, run, stages_run, update_params
 
 pytestmark = pytest.mark.slow  # the whole DAG through DVC
 
@@ -72,3 +72,14 @@ def test_exp_run_set_float_in_every_notation_on_every_training_stage(workspace):
     assert len(error) == 1 and "train_head.lr: should be a valid number (got 'fast')" in error[0]
     assert "train_head.epochs: should be a valid integer (got 1.5)" in error[0]
     run(workspace, "git", "checkout", "params.yaml")
+
+
+def test_the_same_configuration_twice_diffs_no_metric(workspace):
+    restore(workspace)  # the last commit's run, whatever the tests before left
+    forced = dvc(workspace, "repro", "--force", "--single-item", "train_head", "scratch")
+    assert stages_run(forced.stdout) == {"train_head", "scratch"}
+    dvc(workspace, "repro")  # what follows them, where their outputs' bytes changed
+    assert json.loads(dvc(workspace, "metrics", "diff", "--json").stdout) == {}
+    changed = run(workspace, "git", "diff", "--name-only").stdout.split()
+    assert "dvclive/train_head/timing.json" in changed  # the wall times moved, outside the metrics
+    restore(workspace)

@@ -25,9 +25,9 @@ def test_committed_params_are_valid():
 
 @pytest.mark.parametrize("text", ["5e-05", "1e-05", "0.00002", "5e-5", "2.0e-5"])
 def test_floats_in_every_notation_dvc_writes_are_numbers(params_file, text):
-    content = params_file.read_text().replace("lr: 2.0e-5           # RMSprop learning rate",
-                                              f"lr: {text}")
-    params_file.write_text(content)
+    content = params_file.read_text()
+    assert "train_head:\n  epochs: 10\n  batch_size: 20\n  lr: 2.0e-05\n" in content
+    params_file.write_text(content.replace("  lr: 2.0e-05\n", f"  lr: {text}\n", 1))  # train_head's, the first
     params = load_params(params_file)
     assert isinstance(params.train_head.lr, float) and params.train_head.lr == float(text)
 

@@ -185,6 +185,29 @@ def test_nothing_reruns_after_a_full_run(workspace):
     assert "up to date" in again.stdout
 
 
+def test_speed_only_knobs_rerun_nothing(workspace):
+    # Read by features, evaluate@<model> and submission, but not their deps (docs/params.md).
+    update_params(workspace / "params.yaml", {"features": {"batch_size": 3}, "evaluate": {"batch_size": 5},
+                                              "submission": {"batch_size": 7}})
+    assert "up to date" in dvc(workspace, "status").stdout
+    assert stages_run(dvc(workspace, "repro").stdout) == set()
+    update_params(workspace / "params.yaml", {"submission": {"tta": 2}})  # its other keys still are
+    assert "submission" in dvc(workspace, "status").stdout
+    restore(workspace)
+
+
+def test_fine_tuned_model_is_a_registry_artifact(workspace, tmp_path):
+    restore(workspace)
+    for name, path in (("finetuned", "models/finetuned.keras"), ("finetuned-savedmodel", "models/finetuned")):
+        run(workspace, "git", "tag", "-a", f"{name}@v1.0.0", "-m", f"{name} v1.0.0")  # a version, as GTO tags it
+        target = tmp_path / name
+        dvc(workspace, "artifacts", "get", str(workspace), name, "--rev", "v1.0.0", "-o", str(target))
+        if target.is_dir():
+            assert sorted(p.name for p in target.iterdir()) == sorted(p.name for p in (workspace / path).iterdir())
+        else:
+            assert target.read_bytes() == (workspace / path).read_bytes()
+
+
 def test_scratch_param_reruns_scratch_and_evaluate_only(workspace):
     update_params(workspace / "params.yaml", {"scratch": {"lr": 2.0e-4}})
     assert stages_run(dvc(workspace, "repro").stdout) == {"scratch", "evaluate@scratch", "summary"}

@@ -62,6 +62,14 @@ def update_params(path, overrides):
         yaml.dump(params, f)
 
 
+def compose(path, overrides=()):
+    """Write to `path` the params.yaml that `dvc exp run -S <override>...` composes from this
+    project's conf/ (overrides such as "schedule=book" or "train_head.lr=5e-5")."""
+    from dvc.utils.hydra import compose_and_dump
+    compose_and_dump(path, str(REPO / "conf"), None, "config", str(REPO), list(overrides))
+    return path
+
+
 def environment():
     # One attempt per S3 request: an unreachable remote fails at once instead of after
     # botocore's retries with backoff, file after file.

@@ -1,0 +1,120 @@
+"""Named configurations (conf/, composed into params.yaml by DVC's Hydra integration): the
+committed params.yaml is the quick one, every option of a group sets the same keys, and
+each target gets exactly its configuration whatever ran before."""
+
+import json
+import shlex
+import shutil
+import subprocess
+
+import pytest
+from ruamel.yaml import YAML
+
+from dogs_vs_cats.catalog import TRAINING_STAGES
+from tests.helpers import kaggle_members, write_zip
+from tests.workspace import compose, dvc, make_workspace, REPO, run, stages_run
+
+YAML_SAFE = YAML(typ="safe", pure=True)
+
+
+def group_options(group):
+    return {path.stem: YAML_SAFE.load(path.read_text()) for path in sorted((REPO / "conf" / group).glob("*.yaml"))}
+
+
+def keys(tree, prefix=""):
+    """Every leaf key of a nested mapping, dotted."""
+    found = set()
+    for key, value in tree.items():
+        found |= keys(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key}
+    return found
+
+
+def test_committed_params_are_the_quick_configuration_as_dvc_writes_it(tmp_path):
+    composed = compose(tmp_path / "params.yaml")
+    assert (REPO / "params.yaml").read_text() == composed.read_text(), \
+        "params.yaml differs from conf/'s default composition: run `make baseline` (docs/experiments.md)"
+    params = YAML_SAFE.load(composed.read_text())
+    assert params["configuration"] == {"schedule": "quick", "levers": "none"}
+
+
+@pytest.mark.parametrize("group", ["schedule", "levers"])
+def test_every_option_of_a_group_sets_the_same_keys(group):
+    options = group_options(group)
+    assert len(options) >= 2
+    expected = keys(next(iter(options.values())))
+    for name, option in options.items():
+        assert option["configuration"] == {group: name}  # what `dvc exp show` says was used
+        assert keys(option) == expected, name
+
+
+@pytest.mark.parametrize("schedule", ["quick", "book"])
+@pytest.mark.parametrize("levers", ["none", "fast"])
+def test_every_combination_composes_valid_params(tmp_path, schedule, levers):
+    from dogs_vs_cats.config import load_params
+    params = load_params(compose(tmp_path / "params.yaml", [f"schedule={schedule}", f"levers={levers}"]))
+    assert (params.configuration.schedule, params.configuration.levers) == (schedule, levers)
+    assert params.split.train == {"quick": 200, "book": 1000}[schedule]
+    # fast's cosine decay sets fine-tuning's horizon, whatever the schedule
+    assert params.finetune.epochs == ({"quick": 2, "book": 100}[schedule] if levers == "none" else 30)
+    assert params.finetune.echo == 1 and params.scratch_augmented.early_stopping == {"none": 0, "fast": 15}[levers]
+    assert params.finetune.lr_schedule == {"none": "constant", "fast": "cosine"}[levers]
+    assert params.finetune.precision == {"none": "float32", "fast": "auto"}[levers]
+
+
+def make_command(target, *variables):
+    """The `dvc exp run` line `make <target> <variables>` runs, as arguments for dvc."""
+    shown = subprocess.run(["make", "-n", target, *variables], cwd=REPO, capture_output=True, text=True,
+                           check=True).stdout
+    line = next(line for line in shown.splitlines() if line.startswith("dvc exp run "))
+    arguments = shlex.split(line)[1:]
+    assert arguments[-3:] == ["summary", "visualize", "export"]
+    return arguments[:-3]
+
+
+def split_counts(workspace):
+    return {split: len(list((workspace / "data/split" / split / "cats").iterdir()))
+            for split in ("train", "validation", "test")}
+
+
+@pytest.mark.slow  # the split through `dvc exp run`, four times
+def test_each_make_target_gets_exactly_its_configuration_whatever_ran_before(tmp_path):
+    workspace = make_workspace(tmp_path / "ws")
+    shutil.copytree(REPO / "conf", workspace / "conf")
+    dvc(workspace, "config", "hydra.enabled", "true")
+    write_zip(workspace / "train.zip", kaggle_members(2000))  # the real archive's layout, tiny pictures
+    run(workspace, "git", "add", "-A")
+    run(workspace, "git", "commit", "-qm", "configurations")
+
+    def params():
+        return YAML_SAFE.load((workspace / "params.yaml").read_text())
+
+    # Each target's own `dvc exp run` line, run up to the split (the models are not the point).
+    dvc(workspace, *make_command("run"), "split")
+    assert (workspace / "params.yaml").read_text() == (REPO / "params.yaml").read_text()
+    assert split_counts(workspace) == {"train": 200, "validation": 100, "test": 100}
+
+    dvc(workspace, *make_command("book", "DATA=train.zip"), "split")
+    book = params()
+    assert split_counts(workspace) == {"train": 1000, "validation": 500, "test": 500}
+    assert [book[stage]["epochs"] for stage in TRAINING_STAGES] == [30, 100, 30, 30, 100]
+    assert book["configuration"] == {"schedule": "book", "levers": "none"} and book["data"]["archive"] == "train.zip"
+    assert book["finetune"]["precision"] == "float32" and book["finetune"]["echo"] == 1
+
+    fast = dvc(workspace, *make_command("book", "FAST=1", "DATA=train.zip"), "split")
+    assert "split" not in stages_run(fast.stdout)  # the same split: nothing to redo
+    assert params()["configuration"] == {"schedule": "book", "levers": "fast"}
+    assert params()["finetune"]["precision"] == "auto" and params()["finetune"]["lr_schedule"] == "cosine"
+    assert {key: value for key, value in params().items() if key not in ("configuration", *TRAINING_STAGES,
+                                                                          "features")} == \
+        {key: value for key, value in book.items() if key not in ("configuration", *TRAINING_STAGES, "features")}
+
+    dvc(workspace, "exp", "run", "-S", "train_head.lr=5e-5", "-S", "split.train=150", "split")  # an experiment
+    assert split_counts(workspace)["train"] == 150
+    dvc(workspace, *make_command("run"), "split")
+    assert (workspace / "params.yaml").read_text() == (REPO / "params.yaml").read_text()  # nothing stayed
+    assert split_counts(workspace) == {"train": 200, "validation": 100, "test": 100}
+
+    shown = json.loads(dvc(workspace, "exp", "show", "--json").stdout)
+    used = [exp["data"]["params"]["params.yaml"]["data"]["configuration"]
+            for rev in shown for branch in (rev.get("experiments") or []) for exp in branch["revs"]]
+    assert {(c["schedule"], c["levers"]) for c in used} == {("quick", "none"), ("book", "none"), ("book", "fast")}
