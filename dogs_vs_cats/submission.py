@@ -10,15 +10,12 @@ import re
 from functools import partial
 from pathlib import PurePosixPath
 
-from dogs_vs_cats.archives import open_archive, read_member
+from dogs_vs_cats.archives import open_archive, read_member, SUBMISSION_HELP
 from dogs_vs_cats.errors import StageError
 from dogs_vs_cats.outputs import atomic_file
 from dogs_vs_cats.predict import classify, load_classifier, read_source
 
 TEST_NAME = re.compile(r"(0|[1-9][0-9]*)\.jpg")  # test1/<id>.jpg
-ARCHIVE_HELP = ("download the competition with `kaggle competitions download -c dogs-vs-cats -p data/raw` and set "
-                "submission.archive: data/raw/dogs-vs-cats.zip in params.yaml (or keep data/sample/test1.zip and run "
-                "`dvc repro sample`)")
 UNREADABLE = 0.5  # what an image that cannot be read gets: no information, log loss ln 2
 
 
@@ -43,10 +40,10 @@ def write_submission(archive_path, model, out, clip=0.005, tta=1, batch_size=32)
     classifier = load_classifier(model)
     skipped = []
     with open_archive(archive_path, inner="test1.zip", names=TEST_NAME, param="submission.archive",
-                      help=ARCHIVE_HELP) as archive:
+                      help=SUBMISSION_HELP) as archive:
         members, duplicates = test_members(archive)
         if not members:
-            raise StageError(f"submission.archive {archive_path} holds no test1/<id>.jpg images: {ARCHIVE_HELP}")
+            raise StageError(f"submission.archive {archive_path} holds no test1/<id>.jpg images: {SUBMISSION_HELP}")
         sources = (read_source(str(image_id), partial(read_member, archive, info)) for image_id, info in members)
         with atomic_file(out) as tmp, open(tmp, "w") as f:
             f.write("id,label\n")

@@ -38,13 +38,13 @@ def test_mnist_trains_on_a_tracked_copy_of_mnist_npz(tmp_path):
     """`mnist` reads data/mnist.npz, a DVC output with a hash: the data it trained on is in
     dvc.lock, and new bytes behind the mnist.npz path re-run it once copied again."""
     workspace = make_workspace(tmp_path / "ws")
-    assert stages_run(dvc(workspace, "repro", "mnist").stdout) == {"mnist_data", "mnist"}
+    assert stages_run(dvc(workspace, "repro", "mnist").stdout) == {"check", "mnist_data", "mnist"}
     assert (workspace / "data/mnist.npz").read_bytes() == (workspace / "mnist_small.npz").read_bytes()
     assert "data/mnist.npz" in (workspace / "dvc.lock").read_text()
-    assert stages_run(dvc(workspace, "repro", "-f", "mnist_data").stdout) == {"mnist_data"}  # same bytes
+    assert stages_run(dvc(workspace, "repro", "-f", "mnist_data").stdout) == {"check", "mnist_data"}  # same bytes
     assert stages_run(dvc(workspace, "repro", "mnist").stdout) == set()
     write_mnist_npz(workspace / "mnist_small.npz", seed=1)  # other digits, same path
-    assert stages_run(dvc(workspace, "repro", "-f", "mnist_data").stdout) == {"mnist_data"}
+    assert stages_run(dvc(workspace, "repro", "-f", "mnist_data").stdout) == {"check", "mnist_data"}
     assert "mnist:" in dvc(workspace, "status", "mnist").stdout  # its dep changed
     assert stages_run(dvc(workspace, "repro", "mnist").stdout) == {"mnist"}
     update_params(workspace / "params.yaml", {"mnist": {"npz": "missing.npz"}})
