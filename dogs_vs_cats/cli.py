@@ -43,12 +43,34 @@ def arguments(argv, prog="dogs-vs-cats-predict"):
     return args
 
 
+def out_problem(out, inputs):
+    """Why --out cannot be written, before any work: empty, a folder, under a file, or one of
+    the inputs (the table would replace the pictures)."""
+    if out is None:
+        return None
+    path = Path(out)
+    if not out:
+        return "--out is empty: give the path of a .csv file, or leave --out out to print the table only"
+    if path.is_dir():
+        return f"--out {out} is a folder: give a file in it, such as {path / 'predictions.csv'}"
+    parent = next((folder for folder in path.parents if folder.exists()), None)
+    if parent is not None and not parent.is_dir():
+        return f"--out {out} is under {parent}, which is a file, not a folder: give another path"
+    if any(path.exists() and Path(given).exists() and path.samefile(given) for given in inputs):
+        return f"--out {out} is one of the inputs and would be overwritten: give another path for the table"
+    return None
+
+
 def main(argv=None, prog="dogs-vs-cats-predict"):
     args = arguments(sys.argv[1:] if argv is None else argv, prog)
     for path in args.paths:
         if not Path(path).exists():
             print(f"error: {path} not found: give an image, a folder of images or a zip archive", file=sys.stderr)
             return 2
+    problem = out_problem(args.out, args.paths)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
         if args.out:
             check_writable([args.out])

@@ -22,7 +22,7 @@ import numpy as np
 from dogs_vs_cats import catalog
 from dogs_vs_cats.archives import BadImage, check_image, MAX_MEMBER_BYTES, quiet_bomb_warnings, read_member
 from dogs_vs_cats.errors import StageError
-from dogs_vs_cats.outputs import atomic_file
+from dogs_vs_cats.outputs import atomic_file, DEBRIS
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 # Test-time augmentation views, in the order --tta takes them: (mirrored, crop box as
@@ -79,7 +79,9 @@ def load_classifier(model):
 
 
 def _folder_images(folder):
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    # A temporary of this or another run (`--out` inside the folder) is not a picture.
+    return sorted(p for p in folder.rglob("*")
+                  if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not DEBRIS.match(p.name))
 
 
 def _zip_images(archive):

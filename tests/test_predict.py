@@ -163,3 +163,25 @@ def test_submission_errors_are_one_line(tmp_path, colour_model):
     with pytest.raises(StageError, match="holds no test1/<id>.jpg images"):
         write_submission(empty, str(colour_model), tmp_path / "s.csv")
     assert not (tmp_path / "s.csv").exists()
+
+
+def test_out_never_replaces_an_input_and_is_checked_before_the_work(tmp_path, colour_model, capsys):
+    archive = write_zip(tmp_path / "photos.zip", {"red.jpg": jpeg_bytes(RED)})
+    single = write_image(tmp_path / "one.jpg", RED)
+    (tmp_path / "a_file").write_text("not a folder")
+    kept = {path: path.read_bytes() for path in (archive, single)}
+    for out, expected in ((archive, "is one of the inputs and would be overwritten"),
+                          (single, "is one of the inputs and would be overwritten"),
+                          (tmp_path, "is a folder: give a file in it"),
+                          (tmp_path / "a_file/p.csv", "which is a file, not a folder"),
+                          ("", "--out is empty")):
+        assert main([str(archive), str(single), "--model", str(colour_model), "--out", str(out)]) == 2
+        error = capsys.readouterr().err.strip()
+        assert error.count("\n") == 0 and expected in error, error
+    assert {path: path.read_bytes() for path in kept} == kept
+    # --out inside the input folder: its temporary is not taken for a picture.
+    good = tmp_path / "good"
+    write_image(good / "red.jpg", RED)
+    assert main([str(good), "--model", str(colour_model), "--out", str(good / "pred.jpg")]) == 0
+    captured = capsys.readouterr()
+    assert "skipped" not in captured.out and "1 images classified, 0 skipped" in captured.err
