@@ -18,7 +18,7 @@ PARAMS_FILE = Path("params.yaml")
 
 Count = Annotated[StrictInt, Field(ge=1)]
 Epochs = Annotated[StrictInt, Field(ge=1)]
-Seed = StrictInt
+Seed = Annotated[StrictInt, Field(ge=0, le=2**32 - 1)]  # what NumPy and Keras accept
 Rate = Annotated[Union[StrictInt, StrictFloat], Field(gt=0)]  # a learning rate
 Fraction = Annotated[Union[StrictInt, StrictFloat], Field(ge=0, lt=1)]  # dropout, smoothing
 Precision = Literal["float32", "bfloat16", "mixed_float16"]

@@ -75,3 +75,11 @@ def test_help_says_what_the_stage_reads_and_writes_and_does_nothing(tmp_path, st
     wrong = subprocess.run([sys.executable, "-m", f"stages.{stage}", "--fast"], cwd=tmp_path, env=env,
                            capture_output=True, text=True)
     assert wrong.returncode == 2 and "takes no arguments" in wrong.stderr and "Traceback" not in wrong.stderr
+
+
+@pytest.mark.parametrize("seed,expected", [(-1, "greater than or equal to 0"),
+                                           (99999999999999, "less than or equal to 4294967295")])
+def test_seeds_outside_what_numpy_takes_are_named(params_file, seed, expected):
+    update_params(params_file, {"train_head": {"seed": seed}, "sample": {"seed": seed}})
+    with pytest.raises(StageError, match=f"train_head.seed: should be {expected}.*sample.seed|sample.seed.*train_head"):
+        load_params(params_file)
