@@ -3,6 +3,9 @@
 import csv
 import os
 import random
+import signal
+import subprocess
+import sys
 import zipfile
 from unittest import mock
 
@@ -11,11 +14,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dogs_vs_cats import cli
 from dogs_vs_cats.cli import main
 from dogs_vs_cats.errors import StageError
 from dogs_vs_cats.predict import classify, predict_batch, TTA_VIEWS, tta_views
 from dogs_vs_cats.submission import write_submission
 from tests.helpers import jpeg_bytes, write_zip
+from tests.workspace import REPO
 
 RED, BLUE = (220, 30, 30), (30, 30, 220)
 
@@ -185,3 +190,48 @@ def test_out_never_replaces_an_input_and_is_checked_before_the_work(tmp_path, co
     assert main([str(good), "--model", str(colour_model), "--out", str(good / "pred.jpg")]) == 0
     captured = capsys.readouterr()
     assert "skipped" not in captured.out and "1 images classified, 0 skipped" in captured.err
+
+
+def test_sigterm_removes_the_unfinished_out_and_a_later_run_sweeps_killed_runs_debris(tmp_path, colour_model,
+                                                                                      capsys, monkeypatch):
+    photos = tmp_path / "photos"
+    for i in range(6):
+        write_image(photos / f"{i}.jpg", RED)
+    out = tmp_path / "p.csv"
+    out.write_text("the previous table\n")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    debris = tmp_path / f".tmp-{dead.pid}-p.csv"  # what a SIGKILLed run left
+    debris.write_text("half")
+    real_classify = cli.classify
+
+    def classify_then_terminated(*args, **kwargs):
+        for number, prediction in enumerate(real_classify(*args, **kwargs)):
+            if number == 3:
+                os.kill(os.getpid(), signal.SIGTERM)  # `kill` or `timeout` while the table is written
+            yield prediction
+
+    monkeypatch.setattr(cli, "classify", classify_then_terminated)
+
+    def killed(signum, frame):
+        raise AssertionError("predict left SIGTERM to its default: killed by the signal")
+
+    previous = signal.signal(signal.SIGTERM, killed)
+    assert main([str(photos), "--model", str(colour_model), "--out", str(out), "--batch-size", "2"]) == 143
+    assert "terminated" in capsys.readouterr().err
+    assert out.read_text() == "the previous table\n" and not list(tmp_path.glob(".tmp-*"))
+    assert signal.signal(signal.SIGTERM, previous) is killed  # the caller's handler is back
+
+
+def test_a_closed_pipe_stops_the_table_not_the_csv(tmp_path, colour_model):
+    photos = tmp_path / "photos"
+    for i in range(40):
+        write_image(photos / f"{i:02}.jpg", RED if i % 2 else BLUE)
+    out = tmp_path / "x.csv"
+    predict = f"{sys.executable} -m stages.predict {photos} --model {colour_model} --out {out} --batch-size 4"
+    result = subprocess.run(["bash", "-o", "pipefail", "-c", f"{predict} | head -1"], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
+    assert result.stdout.split() == ["file", "P(dog)", "label"]
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr, result.stderr
+    assert result.returncode == 0 and "40 images classified" in result.stderr
+    assert len(out.read_text().splitlines()) == 41
