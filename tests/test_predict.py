@@ -235,3 +235,16 @@ def test_a_closed_pipe_stops_the_table_not_the_csv(tmp_path, colour_model):
     assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr, result.stderr
     assert result.returncode == 0 and "40 images classified" in result.stderr
     assert len(out.read_text().splitlines()) == 41
+
+
+def test_submission_prefers_test1_and_names_what_it_ignores(tmp_path, colour_model, capsys):
+    # `other/1.jpg` sorts before `test1/1.jpg`: it must still not take id 1; `test1/01.jpg` is no Kaggle id.
+    archive = write_zip(tmp_path / "test1.zip", {"other/1.jpg": jpeg_bytes(BLUE), "test1/1.jpg": jpeg_bytes(RED),
+                                                 "test1/2.jpg": jpeg_bytes(BLUE), "test1/01.jpg": jpeg_bytes(RED)})
+    rows, skipped = write_submission(archive, str(colour_model), tmp_path / "s.csv", clip=0.01)
+    assert rows == 2 and skipped == []
+    table = dict(line.split(",") for line in (tmp_path / "s.csv").read_text().splitlines()[1:])
+    assert float(table["1"]) > 0.5 and float(table["2"]) < 0.5  # id 1 is test1/1.jpg, the red one
+    out = capsys.readouterr().out
+    assert "ignored other/1.jpg: id 1 is test1/1.jpg" in out
+    assert "ignored test1/01.jpg: not test1/<id>.jpg" in out
