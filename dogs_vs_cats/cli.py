@@ -21,7 +21,15 @@ from pathlib import Path
 from dogs_vs_cats.catalog import IMAGE_MODELS
 from dogs_vs_cats.errors import StageError
 from dogs_vs_cats.outputs import check_writable, sweep_debris
-from dogs_vs_cats.predict import classify, count_sources, image_sources, load_classifier, TTA_VIEWS, write_csv
+from dogs_vs_cats.predict import (
+    classify,
+    count_sources,
+    image_sources,
+    IMAGE_SUFFIXES,
+    load_classifier,
+    TTA_VIEWS,
+    write_csv,
+)
 from dogs_vs_cats.stage import Terminated
 
 
@@ -129,4 +137,9 @@ def main(argv=None, prog="dogs-vs-cats-predict"):
         signal.signal(signal.SIGTERM, previous)
     print(f"{classified} images classified, {skipped} skipped" + (f"; wrote {args.out}" if args.out else ""),
           file=sys.stderr)
+    if not classified:  # an empty folder, a zip of zips, only unreadable files: not a success
+        what = "no image could be classified (the reasons are above)" if skipped else (
+            f"no images in {' '.join(args.paths)} (files named {', '.join(sorted(IMAGE_SUFFIXES))})")
+        print(f"error: {what}: give images, a folder of images or a zip of images", file=sys.stderr)
+        return 1
     return 0

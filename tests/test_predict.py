@@ -248,3 +248,27 @@ def test_submission_prefers_test1_and_names_what_it_ignores(tmp_path, colour_mod
     out = capsys.readouterr().out
     assert "ignored other/1.jpg: id 1 is test1/1.jpg" in out
     assert "ignored test1/01.jpg: not test1/<id>.jpg" in out
+
+
+def test_nothing_to_classify_is_an_error_and_every_left_out_image_is_named(tmp_path, colour_model, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main([str(tmp_path / "empty"), "--model", str(colour_model)]) == 1
+    assert "error: no images in " in capsys.readouterr().err
+    competition = competition_zip(tmp_path, [1, 2])  # test1.zip and train.zip inside: not opened
+    assert main([str(competition), "--model", str(colour_model)]) == 1
+    captured = capsys.readouterr()
+    assert "dogs-vs-cats.zip:test1.zip  " in captured.out
+    assert "skipped: a zip inside the zip: extract it" in captured.out
+    assert "error: no image could be classified" in captured.err
+    photos = tmp_path / "photos"
+    write_image(tmp_path / "elsewhere/red.jpg", RED)
+    photos.mkdir()
+    os.symlink(tmp_path / "elsewhere", photos / "linked")  # a linked folder is followed
+    os.symlink(photos, photos / "linked/loop")  # and a link loop ends
+    os.symlink(tmp_path / "gone.jpg", photos / "broken.jpg")
+    os.mkfifo(photos / "fifo.jpg")
+    assert main([str(photos), "--model", str(colour_model)]) == 0
+    rows = {line.split()[0].removeprefix(str(photos) + "/"): line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert sorted(rows) == ["broken.jpg", "fifo.jpg", "linked/red.jpg"]
+    assert rows["linked/red.jpg"].endswith("dog")
+    assert "skipped: a broken link" in rows["broken.jpg"] and "skipped: not a regular file" in rows["fifo.jpg"]
