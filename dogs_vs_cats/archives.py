@@ -26,6 +26,9 @@ REZIP_HELP = "re-zip it with plain Deflate (`zip -r`), or extract it and point {
 DOWNLOAD_HELP = ("download the competition with `kaggle competitions download -c dogs-vs-cats -p data/raw`, "
                  "run `dvc add data/raw/dogs-vs-cats.zip` and set data.archive: data/raw/dogs-vs-cats.zip "
                  "in params.yaml (or keep data.archive: data/sample/train.zip and run `dvc repro sample`)")
+SUBMISSION_HELP = ("download the competition with `kaggle competitions download -c dogs-vs-cats -p data/raw` and "
+                   "set submission.archive: data/raw/dogs-vs-cats.zip in params.yaml (or keep "
+                   "data/sample/test1.zip and run `dvc repro sample`)")
 
 
 class BadImage(Exception):

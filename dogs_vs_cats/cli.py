@@ -13,13 +13,44 @@ mirror, then crops and their mirrors).
 """
 
 import argparse
+import os
+import signal
 import sys
 from pathlib import Path
 
 from dogs_vs_cats.catalog import IMAGE_MODELS
 from dogs_vs_cats.errors import StageError
-from dogs_vs_cats.outputs import check_writable
-from dogs_vs_cats.predict import classify, count_sources, image_sources, load_classifier, TTA_VIEWS, write_csv
+from dogs_vs_cats.outputs import check_writable, sweep_debris
+from dogs_vs_cats.predict import (
+    classify,
+    count_sources,
+    image_sources,
+    IMAGE_SUFFIXES,
+    load_classifier,
+    TTA_VIEWS,
+    write_csv,
+)
+from dogs_vs_cats.stage import Terminated
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+def _emit(line):
+    """Print a line of the table; False once its reader went away (`| head -1`). What is left
+    then goes nowhere, so neither Python's flush at exit nor the next line raises
+    BrokenPipeError, and --out is still written in full."""
+    try:
+        print(line, flush=True)
+        return True
+    except BrokenPipeError:
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):  # not a real file (a test's capture)
+            pass
+        sys.stdout = open(os.devnull, "w")
+        return False
 
 
 def table_line(prediction, width):
@@ -43,14 +74,39 @@ def arguments(argv, prog="dogs-vs-cats-predict"):
     return args
 
 
+def out_problem(out, inputs):
+    """Why --out cannot be written, before any work: empty, a folder, under a file, or one of
+    the inputs (the table would replace the pictures)."""
+    if out is None:
+        return None
+    path = Path(out)
+    if not out:
+        return "--out is empty: give the path of a .csv file, or leave --out out to print the table only"
+    if path.is_dir():
+        return f"--out {out} is a folder: give a file in it, such as {path / 'predictions.csv'}"
+    parent = next((folder for folder in path.parents if folder.exists()), None)
+    if parent is not None and not parent.is_dir():
+        return f"--out {out} is under {parent}, which is a file, not a folder: give another path"
+    if any(path.exists() and Path(given).exists() and path.samefile(given) for given in inputs):
+        return f"--out {out} is one of the inputs and would be overwritten: give another path for the table"
+    return None
+
+
 def main(argv=None, prog="dogs-vs-cats-predict"):
     args = arguments(sys.argv[1:] if argv is None else argv, prog)
     for path in args.paths:
         if not Path(path).exists():
             print(f"error: {path} not found: give an image, a folder of images or a zip archive", file=sys.stderr)
             return 2
+    problem = out_problem(args.out, args.paths)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    previous = signal.signal(signal.SIGTERM, _terminate)  # `kill`, `timeout`: clean up as Ctrl-C does
+    predictions = iter(())
     try:
         if args.out:
+            sweep_debris([Path(args.out).parent])  # the temporaries of killed runs
             check_writable([args.out])
         classifier = load_classifier(args.model)
         total = count_sources(args.paths)
@@ -58,18 +114,32 @@ def main(argv=None, prog="dogs-vs-cats-predict"):
         if args.out:
             predictions = write_csv(predictions, args.out)
         width = 40
-        print(f"{'file':<{width}}  {'P(dog)':>6}  label")
+        printing = _emit(f"{'file':<{width}}  {'P(dog)':>6}  label")
         classified = skipped = 0
         for prediction in predictions:
-            print(table_line(prediction, width))
+            printing = printing and _emit(table_line(prediction, width))
+            if not (printing or args.out):
+                return 0  # nobody reads the table and no file waits for it
             classified += prediction.p_dog is not None
             skipped += prediction.p_dog is None
     except StageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        if hasattr(predictions, "close"):
+            predictions.close()  # an unfinished --out: its temporary is removed now
+        signal.signal(signal.SIGTERM, previous)
     print(f"{classified} images classified, {skipped} skipped" + (f"; wrote {args.out}" if args.out else ""),
           file=sys.stderr)
+    if not classified:  # an empty folder, a zip of zips, only unreadable files: not a success
+        what = "no image could be classified (the reasons are above)" if skipped else (
+            f"no images in {' '.join(args.paths)} (files named {', '.join(sorted(IMAGE_SUFFIXES))})")
+        print(f"error: {what}: give images, a folder of images or a zip of images", file=sys.stderr)
+        return 1
     return 0

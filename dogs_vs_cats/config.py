@@ -18,7 +18,7 @@ PARAMS_FILE = Path("params.yaml")
 
 Count = Annotated[StrictInt, Field(ge=1)]
 Epochs = Annotated[StrictInt, Field(ge=1)]
-Seed = StrictInt
+Seed = Annotated[StrictInt, Field(ge=0, le=2**32 - 1)]  # what NumPy and Keras accept
 Rate = Annotated[Union[StrictInt, StrictFloat], Field(gt=0)]  # a learning rate
 Fraction = Annotated[Union[StrictInt, StrictFloat], Field(ge=0, lt=1)]  # dropout, smoothing
 Precision = Literal["auto", "float32", "bfloat16", "mixed_float16"]
@@ -224,6 +224,16 @@ def validate(params, path=PARAMS_FILE):
     return Params.model_validate(params)
 
 
+def yaml_problem(error):
+    """What ruamel found and where (`line 5, column 1: found duplicate key "train_head"`): its
+    first line is only the context, such as "while constructing a mapping"."""
+    problem, mark = getattr(error, "problem", None), getattr(error, "problem_mark", None)
+    if not problem:
+        return str(error).splitlines()[0]
+    problem = problem.split(" with value ")[0]  # a duplicate key: the values are shown as "{}"
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark else problem
+
+
 def load_params(path=PARAMS_FILE):
     """params.yaml read as DVC reads it (YAML 1.2, so `5e-05` is a number), checked against
     the schema and returned typed: every bad key is named in one error."""
@@ -234,7 +244,7 @@ def load_params(path=PARAMS_FILE):
     except FileNotFoundError:
         raise StageError(f"{path} not found: run the stage from the project root") from None
     except YAMLError as e:
-        raise StageError(f"{path} is not valid YAML ({str(e).splitlines()[0]}): fix the file") from None
+        raise StageError(f"{path} is not valid YAML ({yaml_problem(e)}): fix the file") from None
     if not isinstance(params, dict):
         raise StageError(f"{path} must map section names to sections, not hold a {type(params).__name__}")
     return validate(params, path)

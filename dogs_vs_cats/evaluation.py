@@ -53,6 +53,16 @@ def test_data(test, batch_size, model):
     return [Path(p).name for p in paths], np.asarray(labels), image_dataset(paths, model.input_shape[1], batch_size)
 
 
+def check_inputs(model, model_path, inputs, test):
+    """StageError unless the test set's inputs have the shape the model takes (the head
+    takes features, the others pictures): Keras' own error is a traceback deep in predict."""
+    spec = inputs.element_spec if hasattr(inputs, "element_spec") else inputs
+    given, expected = tuple(spec.shape[1:]), tuple(model.input_shape[1:])
+    if len(given) != len(expected) or any(None not in (g, e) and g != e for g, e in zip(given, expected)):
+        raise StageError(f"{model_path} takes inputs of shape {expected}, but {test} gives {given}: evaluate the "
+                         f"head on data/features and the other models on data/split/test, as dvc.yaml does")
+
+
 def evaluate(model_path, test, output, batch_size):
     """Evaluate the model at `model_path` on `test`; write OUTPUT; return its metrics."""
     import keras
@@ -60,8 +70,13 @@ def evaluate(model_path, test, output, batch_size):
     model_path = Path(model_path)
     if not model_path.is_file():
         raise StageError(f"{model_path} not found: run `dvc repro` for the stage that trains it first")
-    model = keras.models.load_model(model_path)
+    try:
+        model = keras.models.load_model(model_path)
+    except Exception as e:
+        raise StageError(f"{model_path} could not be loaded ({(str(e).splitlines() or [type(e).__name__])[0][:200]}): "
+                         f"run `dvc repro` for the stage that trains it") from None
     names, labels, inputs = test_data(test, batch_size, model)
+    check_inputs(model, model_path, inputs, test)
     probabilities = model.predict(inputs, batch_size=None if hasattr(inputs, "element_spec") else batch_size,
                                   verbose=0).ravel().astype(np.float64)
     if len(probabilities) != len(labels):

@@ -1,6 +1,8 @@
 """MNIST in Keras' mnist.npz format (x_train, y_train, x_test, y_test): a local file or
 Keras' own download, checked before it is used."""
 
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -29,12 +31,17 @@ def load_mnist(path):
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = tuple(data[key] for key in KEYS)
-    except (KeyError, ValueError, OSError, EOFError) as e:
-        raise StageError(f"mnist.npz {path} is not Keras' mnist.npz (arrays {', '.join(KEYS)}): {e}") from None
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:  # truncated: the last two
+        raise StageError(f"mnist.npz {path} is not Keras' mnist.npz (arrays {', '.join(KEYS)}; {e}): "
+                         f"copy it again, or set mnist.npz to \"\" to download it") from None
     for images, labels, name in ((arrays[0], arrays[1], "train"), (arrays[2], arrays[3], "test")):
         if images.ndim != 3 or images.shape[1:] != (28, 28) or len(images) != len(labels) or not len(images):
             raise StageError(f"mnist.npz {path}: x_{name} must be N x 28 x 28 with N labels in y_{name}, "
                              f"got {images.shape} and {labels.shape}")
+        bad = labels[~np.isin(labels, np.arange(10))]
+        if len(bad):  # TensorFlow's loss would fail deep inside training, or learn from garbage
+            raise StageError(f"mnist.npz {path}: y_{name} holds {len(bad)} labels that are not digits 0-9 "
+                             f"(such as {bad[0]}): copy Keras' mnist.npz again")
     return arrays
 
 
@@ -44,5 +51,6 @@ def source(npz):
         return download()
     path = Path(npz)
     if not path.is_file():
-        raise StageError(f'mnist.npz {path} not found: set mnist.npz to a local mnist.npz, or to "" to download it')
+        what = "is a folder" if path.is_dir() else "is not a regular file (a FIFO?)" if path.exists() else "not found"
+        raise StageError(f'mnist.npz {path} {what}: set mnist.npz to a local mnist.npz, or to "" to download it')
     return path

@@ -1,5 +1,6 @@
 """The networks of the chapter and their building blocks."""
 
+import warnings
 from pathlib import Path
 
 import keras
@@ -43,17 +44,25 @@ def conv_base(weights, size):
         return keras.applications.VGG16(include_top=False, weights=None, input_shape=shape)
     path = Path(weights)
     if not path.is_file():
-        if path == WEIGHTS_FILE:
+        if path == WEIGHTS_FILE and not path.exists():
             raise StageError(f"{WEIGHTS_FILE} not found: run `dvc repro weights` first")
-        raise StageError(f"base.weights {weights} not found: use imagenet, none, or the path of a VGG16 weights file")
+        what = "is a folder" if path.is_dir() else "is not a regular file (a FIFO?)" if path.exists() else "not found"
+        raise StageError(f"base.weights {weights} {what}: use imagenet, none, or the path of a VGG16 weights file")
     try:
-        return keras.applications.VGG16(include_top=False, weights=str(path), input_shape=shape)
+        with warnings.catch_warnings():  # a file of another network: a warning per layer, then the error
+            warnings.simplefilter("ignore")
+            base = keras.applications.VGG16(include_top=False, weights=str(path), input_shape=shape)
     except Exception as e:
         reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
         raise StageError(
             f"{weights} could not be loaded into VGG16's conv base ({reason}): "
             f"it must be a VGG16 include_top=False weights file (.weights.h5 or Keras' notop .h5)"
         ) from None
+    bad = next((w.path for w in base.weights if not np.isfinite(keras.ops.convert_to_numpy(w)).all()), None)
+    if bad:
+        raise StageError(f"{weights} holds NaN or infinite values (in {bad}): the file is damaged; "
+                         f"use Keras' ImageNet file (base.weights: imagenet) or another copy")
+    return base
 
 
 def feature_extractor(base, preprocess):

@@ -99,3 +99,42 @@ def atomic_dir(target):
 def write_json(path, data):
     with atomic_file(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def restore_from_dvc_cache(stage, root="."):
+    """Put back the outputs of `stage` that DVC deleted before running it and that the failed
+    run did not write: their versions in dvc.lock, copied from the DVC cache. Returns what
+    was restored and what could not be (not in the cache: `cache: false` outputs of a
+    stage without run cache). DVC deletes a stage's outputs before its command starts;
+    this undoes that when the command fails or is interrupted."""
+    from dvc.repo import Repo
+    from ruamel.yaml import YAML
+    lock_file = Path(root) / "dvc.lock"
+    if not lock_file.is_file():
+        return [], []
+    entry = (YAML(typ="safe", pure=True).load(lock_file.read_text()) or {}).get("stages", {}).get(stage, {})
+    cache = Repo(root).cache.local
+    restored, lost = [], []
+    for out in entry.get("outs", []):
+        target, md5 = Path(root) / out["path"], out.get("md5")
+        if target.exists() or not md5:
+            continue
+        source = Path(cache.oid_to_path(md5))
+        if not source.is_file():
+            lost.append(out["path"])
+            continue
+        if md5.endswith(".dir"):
+            listing = json.loads(source.read_text())
+            files = [(entry["relpath"], Path(cache.oid_to_path(entry["md5"]))) for entry in listing]
+            if not all(path.is_file() for _, path in files):
+                lost.append(out["path"])
+                continue
+            with atomic_dir(target) as tmp:
+                for relpath, path in files:
+                    (tmp / relpath).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(path, tmp / relpath)
+        else:
+            with atomic_file(target) as tmp:
+                shutil.copyfile(source, tmp)
+        restored.append(out["path"])
+    return restored, lost

@@ -9,6 +9,7 @@ The command line is `dogs_vs_cats.cli` (`python -m stages.predict`, `dogs-vs-cat
 """
 
 import csv
+import os
 import sys
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +23,7 @@ import numpy as np
 from dogs_vs_cats import catalog
 from dogs_vs_cats.archives import BadImage, check_image, MAX_MEMBER_BYTES, quiet_bomb_warnings, read_member
 from dogs_vs_cats.errors import StageError
-from dogs_vs_cats.outputs import atomic_file
+from dogs_vs_cats.outputs import atomic_file, DEBRIS
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 # Test-time augmentation views, in the order --tta takes them: (mirrored, crop box as
@@ -79,13 +80,35 @@ def load_classifier(model):
 
 
 def _folder_images(folder):
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    """(path, None) for every image file under `folder`, or (path, why) for an image name
+    that is no readable file (a FIFO, a broken link). Linked folders are followed, each
+    real folder once (a link loop ends); temporaries of this or another run (`--out`
+    inside the folder) are not pictures."""
+    found, seen = [], set()
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        for name in files:
+            path = Path(root) / name
+            if path.suffix.lower() not in IMAGE_SUFFIXES or DEBRIS.match(name):
+                continue
+            why = (None if path.is_file() else "a broken link" if not path.exists()
+                   else "not a regular file (a FIFO or a device)")
+            found.append((path, why))
+    return sorted(found)
 
 
 def _zip_images(archive):
-    return sorted((info for info in archive.infolist()
-                   if not info.is_dir() and PurePosixPath(info.filename).suffix.lower() in IMAGE_SUFFIXES),
+    """The image members of a zip, and the zips inside it (read as skipped: they are not opened)."""
+    return sorted((info for info in archive.infolist() if not info.is_dir()
+                   and PurePosixPath(info.filename).suffix.lower() in IMAGE_SUFFIXES | {".zip"}),
                   key=lambda info: info.filename)
+
+
+NESTED_ZIP = "a zip inside the zip: extract it (`unzip {archive} {member}`) and give it to predict"
 
 
 def count_sources(paths):
@@ -113,8 +136,8 @@ def image_sources(paths):
     in order, read one at a time as they are asked for."""
     for path in map(Path, paths):
         if path.is_dir():
-            for file in _folder_images(path):
-                yield read_source(str(file), partial(_read_file, file))
+            for file, why in _folder_images(path):
+                yield (str(file), None, why) if why else read_source(str(file), partial(_read_file, file))
         elif path.suffix.lower() == ".zip":
             yield from _zip_sources(path)
         elif path.is_file():
@@ -139,7 +162,11 @@ def _zip_sources(path):
         raise StageError(f"{path} is not a readable zip archive ({e}): re-download or re-zip it") from None
     with archive:
         for info in _zip_images(archive):
-            yield read_source(f"{path}:{info.filename}", partial(read_member, archive, info))
+            name = f"{path}:{info.filename}"
+            if info.filename.lower().endswith(".zip"):
+                yield name, None, NESTED_ZIP.format(archive=path, member=info.filename)
+            else:
+                yield read_source(name, partial(read_member, archive, info))
 
 
 def _prepare(item, size):

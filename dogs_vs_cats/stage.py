@@ -2,12 +2,13 @@
 passes (what it reads, then what it writes), params from params.yaml; one-line errors,
 clean interruptions, outputs checked to be writable before the work."""
 
+import os
 import signal
 import sys
 from pathlib import Path
 
 from dogs_vs_cats.errors import StageError
-from dogs_vs_cats.outputs import check_writable, sweep_debris
+from dogs_vs_cats.outputs import check_writable, restore_from_dvc_cache, sweep_debris
 
 
 class Terminated(KeyboardInterrupt):
@@ -73,6 +74,33 @@ def run(main, inputs=(), outputs=()):
     paths = [Path(arg) for arg in given]
     written = paths[len(inputs):]
     signal.signal(signal.SIGTERM, _terminate)
+    try:
+        _main(main, paths, written)
+    except BaseException as e:
+        if not (isinstance(e, SystemExit) and not e.code):
+            _restore_under_dvc()
+        raise
+
+
+def _restore_under_dvc():
+    """Under `dvc repro` (DVC_STAGE set), a failed or interrupted stage finds its outputs
+    already deleted by DVC: put back the cached ones (docs/real-data.md#what-survives-what)."""
+    name = os.environ.get("DVC_STAGE")
+    if not name:
+        return
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the restore short
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        restored, lost = restore_from_dvc_cache(name.split(":")[-1], os.environ.get("DVC_ROOT", "."))
+    except Exception as e:  # the stage's own error is the one to see
+        restored, lost = [], [f"({type(e).__name__}: {str(e)[:100]})"]
+    if restored:
+        print(f"restored the previous {', '.join(restored)} from the DVC cache", file=sys.stderr)
+    if lost:
+        print(f"could not restore {', '.join(lost)}: `dvc checkout` or `git checkout` them", file=sys.stderr)
+
+
+def _main(main, paths, written):
     try:
         sweep_debris({path.parent for path in written})
         check_writable(written)

@@ -10,31 +10,35 @@ import re
 from functools import partial
 from pathlib import PurePosixPath
 
-from dogs_vs_cats.archives import open_archive, read_member
+from dogs_vs_cats.archives import open_archive, read_member, SUBMISSION_HELP
 from dogs_vs_cats.errors import StageError
 from dogs_vs_cats.outputs import atomic_file
 from dogs_vs_cats.predict import classify, load_classifier, read_source
 
 TEST_NAME = re.compile(r"(0|[1-9][0-9]*)\.jpg")  # test1/<id>.jpg
-ARCHIVE_HELP = ("download the competition with `kaggle competitions download -c dogs-vs-cats -p data/raw` and set "
-                "submission.archive: data/raw/dogs-vs-cats.zip in params.yaml (or keep data/sample/test1.zip and run "
-                "`dvc repro sample`)")
 UNREADABLE = 0.5  # what an image that cannot be read gets: no information, log loss ln 2
+SHOWN = 20  # ignored images named one per line; the rest counted
 
 
 def test_members(archive):
-    """The archive's test images sorted by id, and what was left out."""
-    by_id, duplicates = {}, []
-    for info in sorted(archive.infolist(), key=lambda info: info.filename):
-        match = TEST_NAME.fullmatch(PurePosixPath(info.filename).name)
-        if info.is_dir() or not match:
+    """The archive's test images sorted by id, and what was left out with why: an image in
+    a folder named test1 wins over one of the same id elsewhere, whatever the names' order;
+    a JPEG whose name is not a Kaggle id (01.jpg, cat.1.jpg) is reported, not dropped silently."""
+    by_id, ignored = {}, []
+    files = [info for info in archive.infolist() if not info.is_dir()]
+    for info in sorted(files, key=lambda info: (PurePosixPath(info.filename).parent.name != "test1", info.filename)):
+        name = PurePosixPath(info.filename).name
+        match = TEST_NAME.fullmatch(name)
+        if not match:
+            if PurePosixPath(name).suffix.lower() in (".jpg", ".jpeg"):
+                ignored.append((info.filename, "not test1/<id>.jpg with the id a plain number"))
             continue
         image_id = int(match.group(1))
         if image_id in by_id:
-            duplicates.append(info.filename)
+            ignored.append((info.filename, f"id {image_id} is {by_id[image_id].filename}"))
         else:
             by_id[image_id] = info
-    return [(image_id, by_id[image_id]) for image_id in sorted(by_id)], duplicates
+    return [(image_id, by_id[image_id]) for image_id in sorted(by_id)], ignored
 
 
 def write_submission(archive_path, model, out, clip=0.005, tta=1, batch_size=32):
@@ -43,10 +47,10 @@ def write_submission(archive_path, model, out, clip=0.005, tta=1, batch_size=32)
     classifier = load_classifier(model)
     skipped = []
     with open_archive(archive_path, inner="test1.zip", names=TEST_NAME, param="submission.archive",
-                      help=ARCHIVE_HELP) as archive:
-        members, duplicates = test_members(archive)
+                      help=SUBMISSION_HELP) as archive:
+        members, ignored = test_members(archive)
         if not members:
-            raise StageError(f"submission.archive {archive_path} holds no test1/<id>.jpg images: {ARCHIVE_HELP}")
+            raise StageError(f"submission.archive {archive_path} holds no test1/<id>.jpg images: {SUBMISSION_HELP}")
         sources = (read_source(str(image_id), partial(read_member, archive, info)) for image_id, info in members)
         with atomic_file(out) as tmp, open(tmp, "w") as f:
             f.write("id,label\n")
@@ -57,6 +61,8 @@ def write_submission(archive_path, model, out, clip=0.005, tta=1, batch_size=32)
                 else:
                     p_dog = min(max(prediction.p_dog, clip), 1 - clip)
                 f.write(f"{prediction.name},{p_dog:.6g}\n")
-    for name in duplicates:
-        print(f"ignored {name}: an image with the same id comes first")
+    for name, why in ignored[:SHOWN]:
+        print(f"ignored {name}: {why}")
+    if len(ignored) > SHOWN:
+        print(f"ignored {len(ignored) - SHOWN} more images of {archive_path} for the same reasons")
     return len(members), skipped

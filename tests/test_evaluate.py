@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 
+from dogs_vs_cats.errors import StageError
 from dogs_vs_cats.evaluation import binary_metrics, evaluate
 
 
@@ -75,3 +76,21 @@ def test_evaluate_writes_metrics_and_curves_dvc_can_plot(tmp_path, rng):
     predictions = json.loads((tmp_path / "eval/head/predictions.json").read_text())["predictions"]
     assert [p["probability"] for p in predictions] == pytest.approx(scores.tolist(), abs=1e-6)
     assert not list(tmp_path.glob("eval/.tmp-*"))
+
+
+def test_a_model_that_does_not_fit_the_test_set_is_a_one_line_error(tmp_path, rng):
+    import keras
+    folder = tmp_path / "features"
+    folder.mkdir()
+    np.save(folder / "test_features.npy", rng.normal(0, 1, (6, 2, 2, 8)).astype("float32"))
+    np.save(folder / "test_labels.npy", np.array([0, 1] * 3, np.float32))
+    image_model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.GlobalAveragePooling2D(),
+                                    keras.layers.Dense(1, activation="sigmoid")])
+    image_model.save(tmp_path / "scratch.keras")
+    with pytest.raises(StageError, match=r"scratch.keras takes inputs of shape \(32, 32, 3\), but .*features gives "
+                                         r"\(2, 2, 8\): evaluate the head on data/features"):
+        evaluate(tmp_path / "scratch.keras", folder, tmp_path / "eval/scratch", batch_size=4)
+    (tmp_path / "notes.keras").write_text("my notes")
+    with pytest.raises(StageError, match="notes.keras could not be loaded"):
+        evaluate(tmp_path / "notes.keras", folder, tmp_path / "eval/notes", batch_size=4)
+    assert not (tmp_path / "eval").exists()

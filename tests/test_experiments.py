@@ -19,7 +19,7 @@ def test_metrics_and_plots_diff_across_branches(workspace):
     run(workspace, "git", "checkout", "-q", "-b", "faster-head")
     update_params(workspace / "params.yaml", {"train_head": {"lr": 5.0e-3, "epochs": 2}})
     changed = dvc(workspace, "repro")
-    assert stages_run(changed.stdout) == {"train_head", "evaluate@head", "summary"}
+    assert stages_run(changed.stdout) == {"check", "train_head", "evaluate@head", "summary"}
     run(workspace, "git", "add", "-A")
     run(workspace, "git", "commit", "-qm", "faster head")
 

