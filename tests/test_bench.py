@@ -1,10 +1,14 @@
 """The benchmarks' own arithmetic (their timings are figures, not tests)."""
 
 import importlib.util
+from functools import partial
 
 import keras
+import numpy as np
+from pytest import approx
 from ruamel.yaml import YAML
 
+from dogs_vs_cats.augment import augmentation
 from dogs_vs_cats.nets import conv_base
 from tests.workspace import compose, REPO
 
@@ -45,3 +49,19 @@ def test_book_schedule_measures_make_book_fast_levers_on_the_book_params(tmp_pat
     plain = YAML(typ="safe", pure=True).load((tmp_path / "params.yaml").read_text())
     assert (plain["split"]["train"], plain["finetune"]["epochs"], plain["finetune"]["echo"]) == (1000, 100, 1)
     assert plain["base"]["weights"] == "w.h5"
+
+
+def test_augmentation_bench_arithmetic_on_known_images():
+    bench = load_bench("augmentation")
+    board = np.repeat((np.indices((8, 8)).sum(axis=0) % 2 * 200.0)[None, ..., None], 3, axis=-1)  # (1, 8, 8, 3)
+    flat = bench.change(board, np.full_like(board, 100.0))
+    inverted = bench.change(board, 200.0 - board)
+    assert flat["pixel"] == approx([100.0]) and flat["blur"] == approx([0.0])
+    assert inverted["pixel"] == approx([200.0]) and inverted["blur"] == approx([1.0])
+    assert bench.summary(np.array([1.0, 3.0])) == approx((2.0, 1.0))
+    assert bench.idg_kwargs({"width_shift": 0.2})["height_shift_range"] == 0.2  # tf_keras' axes are swapped
+    assert [layer.seed for layer in bench.keras_layer_stack(bench.BOOK).layers] == [42] * 5
+    photos = bench.synthetic_photos(2, size=24)
+    rows, tiles = bench.table_rows(lambda params: partial(augmentation(params, seed=1), training=True), photos, 2)
+    assert list(rows) == list(bench.TRANSFORMS) and tiles.shape == (2, 24, 24, 3)
+    assert rows["all"]["pixel"][0] > 0 and 0 < rows["all"]["blur"][0] < 2
