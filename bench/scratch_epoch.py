@@ -8,6 +8,8 @@ Times, on random pixels of the book's shape, per batch of `--batch-size` images:
   RandomShear, RandomZoom: one resampling each);
 - one training step of the small convnet (Listing 5.13), in float32 and in `precision: auto`
   (bfloat16 where the CPU computes it natively, float32 elsewhere);
+- for scale, VGG16's conv base on the same batch, forward only (the frozen part that
+  `features`, `features_augmented` and `finetune` run), in both precisions;
 each in a child process with oneDNN at full strength and capped at AVX2
 (ONEDNN_MAX_CPU_ISA=AVX2: no AVX-512, no bfloat16), so one run shows both CPUs' split.
 """
@@ -56,7 +58,7 @@ def measure(batches, size, batch_size):
     import tensorflow as tf
 
     from dogs_vs_cats.augment import augmentation
-    from dogs_vs_cats.nets import small_convnet
+    from dogs_vs_cats.nets import conv_base, small_convnet
     from dogs_vs_cats.precision import precision_policy, resolve_precision
 
     images = np.random.default_rng(0).uniform(0, 255, (batch_size, size, size, 3)).astype("float32")
@@ -71,6 +73,11 @@ def measure(batches, size, batch_size):
         model.compile(optimizer=keras.optimizers.RMSprop(1e-4), loss="binary_crossentropy")
         figures[f"convnet training step, {precision}"] = median_ms(
             lambda model=model: model.train_on_batch(images, labels), batches)
+        with precision_policy(precision, "bench"):
+            base = conv_base("none", size)
+        forward = tf.function(lambda x, base=base: base(x, training=False))
+        figures[f"VGG16 conv base forward, {precision}"] = median_ms(lambda forward=forward: forward(images).numpy(),
+                                                                     batches)
     figures["precision auto runs as"] = resolve_precision("auto")
     return figures
 
