@@ -13,7 +13,7 @@ import io
 import math
 import os
 import zipfile
-from multiprocessing import Pool
+import multiprocessing
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -169,7 +169,9 @@ def _write_zip(path, members, workers):
     """Draw `members` [(name, job)] in parallel into a stored zip at `path`, atomically."""
     workers = workers or os.cpu_count() or 1
     with atomic_file(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as archive:
-        with Pool(workers) as pool:
+        # spawn, not fork: a fork of a process whose TensorFlow threads hold locks (a test
+        # run, a notebook) can deadlock in the child.
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
             pictures = pool.imap(_draw_job, [job for _, job in members], chunksize=16)
             for (name, _), data in tqdm(zip(members, pictures), total=len(members), desc=str(path), unit="img"):
                 info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
