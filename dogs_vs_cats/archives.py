@@ -17,7 +17,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from dogs_vs_cats.catalog import CLASSES, IMAGE_NAME
-from dogs_vs_cats.errors import StageError
+from dogs_vs_cats.errors import not_a_file, StageError
 
 # The largest member read: Kaggle's photos are under 1 MB; a member the zip header says is
 # larger is refused before a byte is inflated, and reading stops there if the header lied.
@@ -93,7 +93,7 @@ def open_archive(path, inner="train.zip", names=IMAGE_NAME, param="data.archive"
         raise StageError(f"{param} {path} is a folder: give the zip itself (Kaggle's competition zip or the {inner} "
                          f"inside it), which is read in place")
     if not path.is_file():
-        raise StageError(f"{param} {path} not found: {help}")
+        raise StageError(f"{param} {path} {not_a_file(path)}: {help}")
     with ExitStack() as stack:
         try:
             outer = stack.enter_context(zipfile.ZipFile(path))

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from dogs_vs_cats.catalog import IMAGE_MODELS
-from dogs_vs_cats.errors import StageError
+from dogs_vs_cats.errors import not_a_file, StageError
 from dogs_vs_cats.outputs import check_writable, sweep_debris
 from dogs_vs_cats.predict import (
     classify,
@@ -95,8 +95,9 @@ def out_problem(out, inputs):
 def main(argv=None, prog="dogs-vs-cats-predict"):
     args = arguments(sys.argv[1:] if argv is None else argv, prog)
     for path in args.paths:
-        if not Path(path).exists():
-            print(f"error: {path} not found: give an image, a folder of images or a zip archive", file=sys.stderr)
+        if not (Path(path).is_file() or Path(path).is_dir()):
+            print(f"error: {path} {not_a_file(Path(path))}: give an image, a folder of images or a zip archive",
+                  file=sys.stderr)
             return 2
     problem = out_problem(args.out, args.paths)
     if problem:

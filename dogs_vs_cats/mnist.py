@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dogs_vs_cats.errors import StageError
+from dogs_vs_cats.errors import not_a_file, StageError
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
 # Keras' own copy (keras.datasets.mnist.load_data), with its digest.
@@ -51,6 +51,6 @@ def source(npz):
         return download()
     path = Path(npz)
     if not path.is_file():
-        what = "is a folder" if path.is_dir() else "is not a regular file (a FIFO?)" if path.exists() else "not found"
-        raise StageError(f'mnist.npz {path} {what}: set mnist.npz to a local mnist.npz, or to "" to download it')
+        raise StageError(f"mnist.npz {path} {not_a_file(path)}: set mnist.npz to a local mnist.npz, "
+                         f'or to "" to download it')
     return path

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 
 from dogs_vs_cats.catalog import WEIGHTS_FILE
-from dogs_vs_cats.errors import StageError
+from dogs_vs_cats.errors import not_a_file, StageError
 
 SMALL_CONVNET_MIN_SIZE = 46  # four 3x3 convolutions, each followed by halving
 VGG16_MEAN_BGR = (103.939, 116.779, 123.68)  # keras.applications.vgg16.preprocess_input's ImageNet mean
@@ -46,8 +46,8 @@ def conv_base(weights, size):
     if not path.is_file():
         if path == WEIGHTS_FILE and not path.exists():
             raise StageError(f"{WEIGHTS_FILE} not found: run `dvc repro weights` first")
-        what = "is a folder" if path.is_dir() else "is not a regular file (a FIFO?)" if path.exists() else "not found"
-        raise StageError(f"base.weights {weights} {what}: use imagenet, none, or the path of a VGG16 weights file")
+        raise StageError(f"base.weights {weights} {not_a_file(path)}: use imagenet, none, "
+                         f"or the path of a VGG16 weights file")
     try:
         with warnings.catch_warnings():  # a file of another network: a warning per layer, then the error
             warnings.simplefilter("ignore")

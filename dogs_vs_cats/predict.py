@@ -22,7 +22,7 @@ import numpy as np
 
 from dogs_vs_cats import catalog
 from dogs_vs_cats.archives import BadImage, check_image, MAX_MEMBER_BYTES, quiet_bomb_warnings, read_member
-from dogs_vs_cats.errors import StageError
+from dogs_vs_cats.errors import not_a_file, StageError
 from dogs_vs_cats.outputs import atomic_file, DEBRIS
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -47,31 +47,39 @@ class Prediction(NamedTuple):
 def model_file(model):
     """A model's name in the catalog (finetuned, ...) or the path of a .keras file, as a path."""
     model = str(model)
+    names = ", ".join(catalog.IMAGE_MODELS)
     if model.endswith(".keras"):
         path = Path(model)
         trained_by = next((entry.stage for entry in catalog.MODELS if entry.file == path), None)
     elif model in catalog.IMAGE_MODELS:
         path, trained_by = catalog.model(model).file, catalog.model(model).stage
+    elif Path(model).exists():
+        raise StageError(f"--model {model} is not a .keras file: give a model saved by Keras 3 as .keras, "
+                         f"or one of {names}")
     else:
-        raise StageError(f"model {model} not found: use one of {', '.join(catalog.IMAGE_MODELS)} "
-                         f"or the path of a .keras file")
+        raise StageError(f"model {model} not found: use one of {names} or the path of a .keras file")
     if not path.is_file():
-        if trained_by:
+        if trained_by and not Path("dvc.yaml").is_file():  # the catalog's paths are the project's
+            raise StageError(f"{path} not found in {Path.cwd()}, which is not the project root: run predict "
+                             f"from the project root, or give --model the path of the .keras file")
+        if trained_by and not path.exists():
             raise StageError(f"{path} not found: run `dvc repro {trained_by}` (or `dvc pull {path}`) first")
-        raise StageError(f"model {model} not found: use one of {', '.join(catalog.IMAGE_MODELS)} "
-                         f"or the path of a .keras file")
-    return path
+        raise StageError(f"--model {path} {not_a_file(path)}: use one of {names} or the path of a .keras file")
+    return path, trained_by
 
 
 def load_classifier(model):
     """The Keras model behind --model, checked to take images."""
     import keras
-    path = model_file(model)
+    path, trained_by = model_file(model)
     try:
         classifier = keras.models.load_model(path)
     except Exception as e:
         reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-        raise StageError(f"{path} could not be loaded ({reason}): rebuild it with `dvc repro`") from None
+        if not zipfile.is_zipfile(path):
+            reason = "not a zip archive, which a .keras file is"
+        fix = f"rebuild it with `dvc repro {trained_by}`" if trained_by else "give a model saved by Keras 3 as .keras"
+        raise StageError(f"{path} could not be loaded as a Keras model ({reason}): {fix}") from None
     shape = classifier.input_shape
     if len(shape) != 4 or shape[-1] != 3 or shape[1] != shape[2] or shape[1] is None:
         raise StageError(f"{path} takes inputs of shape {shape[1:]}, not square RGB images: "
@@ -120,7 +128,7 @@ def count_sources(paths):
     for path in map(Path, paths):
         if path.is_dir():
             total += len(_folder_images(path))
-        elif path.suffix.lower() == ".zip":
+        elif path.suffix.lower() == ".zip" and path.is_file():  # a FIFO would block
             try:
                 with zipfile.ZipFile(path) as archive:
                     total += len(_zip_images(archive))
@@ -138,12 +146,12 @@ def image_sources(paths):
         if path.is_dir():
             for file, why in _folder_images(path):
                 yield (str(file), None, why) if why else read_source(str(file), partial(_read_file, file))
-        elif path.suffix.lower() == ".zip":
+        elif path.suffix.lower() == ".zip" and path.is_file():  # a FIFO would block
             yield from _zip_sources(path)
         elif path.is_file():
             yield read_source(str(path), partial(_read_file, path))
         else:
-            raise StageError(f"{path} not found: give an image, a folder of images or a zip archive")
+            raise StageError(f"{path} {not_a_file(path)}: give an image, a folder of images or a zip archive")
 
 
 def _read_file(path):

@@ -272,3 +272,26 @@ def test_nothing_to_classify_is_an_error_and_every_left_out_image_is_named(tmp_p
     assert sorted(rows) == ["broken.jpg", "fifo.jpg", "linked/red.jpg"]
     assert rows["linked/red.jpg"].endswith("dog")
     assert "skipped: a broken link" in rows["broken.jpg"] and "skipped: not a regular file" in rows["fifo.jpg"]
+
+
+def test_messages_say_what_is_wrong_not_not_found(tmp_path, colour_model, capsys, monkeypatch):
+    single = write_image(tmp_path / "one.jpg", RED)
+    os.mkfifo(tmp_path / "fifo.zip")
+    (tmp_path / "model.h5").write_bytes(b"an old Keras 2 file")
+    (tmp_path / "notes.keras").write_text("my notes, not a model")
+    cases = [([str(tmp_path / "fifo.zip")], 2, "fifo.zip is not a regular file (a FIFO?): give an image"),
+             (["--model", str(tmp_path / "model.h5"), str(single)], 1, "model.h5 is not a .keras file"),
+             (["--model", str(tmp_path), str(single)], 1, "is not a .keras file"),
+             (["--model", str(tmp_path / "notes.keras"), str(single)], 1,
+              "notes.keras could not be loaded as a Keras model (not a zip archive, which a .keras file is): "
+              "give a model saved by Keras 3")]
+    for argv, status, expected in cases:
+        assert main(argv) == status
+        error = capsys.readouterr().err.strip()
+        assert error.count("\n") == 0 and expected in error and "dvc repro" not in error, error
+    monkeypatch.chdir(tmp_path)  # not the project root: the catalog's models/finetuned.keras is not here
+    assert main([str(single)]) == 1
+    error = capsys.readouterr().err
+    assert "which is not the project root: run predict from the project root" in error and "dvc repro" not in error
+    with pytest.raises(StageError, match="submission.archive .*fifo.zip is not a regular file"):
+        write_submission(tmp_path / "fifo.zip", str(colour_model), tmp_path / "s.csv")
