@@ -11,9 +11,9 @@ Kaggle's test set is laid out.
 
 import io
 import math
+import multiprocessing
 import os
 import zipfile
-import multiprocessing
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
