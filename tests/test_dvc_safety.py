@@ -133,7 +133,15 @@ def start_and_signal(ws, command, started, signum):
         time.sleep(0.05)
     os.killpg(process.pid, signum)  # as Ctrl-C in a terminal and `timeout` do: the whole group
     output, _ = process.communicate(timeout=120)
-    time.sleep(1)  # DVC may die first on SIGTERM: let the stage finish its clean-up
+    # DVC may die first on SIGTERM: wait for the stage, in the same process group, to
+    # finish its clean-up (a restore from the cache can take seconds on a loaded machine).
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
     return output
 
 
