@@ -94,7 +94,8 @@ def recast(model, policy):
 
     def rebuild(layer):
         config = layer.get_config()
-        config["dtype"] = policy
+        if isinstance(layer, keras.layers.Layer):  # not an op such as preprocessing's keras.ops.flip
+            config["dtype"] = policy
         return layer.__class__.from_config(config)
 
     copy = keras.models.clone_model(model, clone_function=rebuild, recursive=True)
