@@ -1,0 +1,70 @@
+"""The baseline main carries (`make baseline`): the committed dvc.lock still records the
+code, params and commands of its stages, as a fresh clone sees them."""
+
+import json
+import shutil
+import subprocess
+
+import pytest
+from ruamel.yaml import YAML
+
+from tests.workspace import dvc, REPO, run
+
+YAML_SAFE = YAML(typ="safe", pure=True)
+
+
+def lock_problems(root, workdir):
+    """What the dvc.lock in `root` records that its code, params or commands no longer
+    match, as a fresh clone of `root` sees it (the files git tracks or would add, copied
+    into `workdir`): one line per stage. Outputs and data a clone lacks are ignored."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=root,
+                            capture_output=True, text=True, check=True).stdout.split("\0")
+    for name in filter(None, listed):
+        if (root / name).is_file():
+            (workdir / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / name, workdir / name)
+    run(workdir, "git", "init", "-q")
+    recorded = YAML_SAFE.load((workdir / "dvc.lock").read_text())["stages"]
+    status = json.loads(dvc(workdir, "status", "--json").stdout or "{}")
+    problems = []
+    for stage, changes in status.items():
+        if stage not in recorded:  # a stage the baseline does not run (mnist, submission)
+            continue
+        found = []
+        for change in changes:
+            if change == "changed command":
+                found.append("its command")
+            elif isinstance(change, dict):
+                for paths in change.values():
+                    for path, state in paths.items():
+                        if isinstance(state, dict):  # params.yaml: {key: modified | new | deleted}
+                            found += [f"param {key} {what}" for key, what in state.items()]
+                        elif state not in ("deleted", "not in cache"):  # what a fresh clone lacks
+                            found.append(f"{path} {state}")
+        if found:
+            problems.append(f"{stage}: {', '.join(found)}")
+    return problems
+
+
+def test_committed_lock_records_the_current_code_and_params(tmp_path):
+    assert (REPO / "dvc.lock").is_file(), "main carries no baseline: run `make baseline` and commit it"
+    problems = lock_problems(REPO, tmp_path)
+    assert problems == [], "dvc.lock is stale, run `make baseline` and commit it:\n" + "\n".join(problems)
+
+
+@pytest.mark.slow  # runs part of the DAG through DVC
+def test_a_stale_lock_is_caught(tmp_path):
+    from tests.workspace import make_workspace
+    workspace = make_workspace(tmp_path / "ws")
+    dvc(workspace, "repro", "split")
+    run(workspace, "git", "add", "-A")
+    run(workspace, "git", "commit", "-qm", "baseline")
+    (tmp_path / "fresh").mkdir()
+    assert lock_problems(workspace, tmp_path / "fresh") == []  # no data, no outputs: nothing to report
+    split_code = workspace / "dogs_vs_cats/split.py"
+    split_code.write_text(split_code.read_text() + "\n# changed\n")
+    params = workspace / "params.yaml"
+    params.write_text(params.read_text().replace("order: book", "order: random"))
+    (tmp_path / "changed").mkdir()
+    assert lock_problems(workspace, tmp_path / "changed") == [
+        "split: dogs_vs_cats/split.py modified, param split modified"]
