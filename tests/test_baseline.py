@@ -67,4 +67,4 @@ def test_a_stale_lock_is_caught(tmp_path):
     params.write_text(params.read_text().replace("order: book", "order: random"))
     (tmp_path / "changed").mkdir()
     assert lock_problems(workspace, tmp_path / "changed") == [
-        "split: dogs_vs_cats/split.py modified, param split modified"]
+        "check: param split modified", "split: dogs_vs_cats/split.py modified, param split modified"]

@@ -143,6 +143,8 @@ def restore(workspace):
     """Back to the last commit without recomputing anything: git's files (params.yaml,
     dvc.lock, the uncached metrics and logs), then DVC's outputs from the cache."""
     run(workspace, "git", "checkout", "--", ".")
+    # Files a run added to the uncached logs and metrics (git checkout leaves them).
+    run(workspace, "git", "clean", "-qfd", "--", "dvclive", "metrics")
     dvc(workspace, "checkout", "--force")
     status = dvc(workspace, "status").stdout
     assert "up to date" in status, status
