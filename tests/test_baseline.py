@@ -25,6 +25,12 @@ def lock_problems(root, workdir):
             shutil.copy2(root / name, workdir / name)
     run(workdir, "git", "init", "-q")
     recorded = YAML_SAFE.load((workdir / "dvc.lock").read_text())["stages"]
+    # What stages write is data a clone lacks (or holds only a .gitignore of): not code.
+    outputs = {out["path"] for entry in recorded.values() for out in entry.get("outs", [])}
+
+    def produced(path):
+        return path in outputs or any(out.startswith(path.rstrip("/") + "/") for out in outputs)
+
     status = json.loads(dvc(workdir, "status", "--json").stdout or "{}")
     problems = []
     for stage, changes in status.items():
@@ -39,7 +45,7 @@ def lock_problems(root, workdir):
                     for path, state in paths.items():
                         if isinstance(state, dict):  # params.yaml: {key: modified | new | deleted}
                             found += [f"param {key} {what}" for key, what in state.items()]
-                        elif state not in ("deleted", "not in cache"):  # what a fresh clone lacks
+                        elif state not in ("deleted", "not in cache") and not produced(path):
                             found.append(f"{path} {state}")
         if found:
             problems.append(f"{stage}: {', '.join(found)}")
