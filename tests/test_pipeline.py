@@ -252,12 +252,15 @@ def test_image_size_reruns_features_and_below(workspace):
     # Every stage that resizes images declares image.size: they change with it, and what
     # reads their outputs follows (train_head after features, and so on), as DVC does.
     update_params(workspace / "params.yaml", {"image": {"size": 64}})
-    assert set(changed_stages(workspace)) == {"check", "features", "scratch", "scratch_augmented", "features_augmented",
-                                              "finetune", "visualize"}
-    assert stages_run(dvc(workspace, "repro", "features").stdout) == {"check", "features"}
-    assert np.load(workspace / "data/features/train_features.npy").shape == (16, 2, 2, 512)
-    assert "train_head" in changed_stages(workspace)  # its features changed
-    restore(workspace)
+    try:
+        assert set(changed_stages(workspace)) == {"check", "features", "scratch", "scratch_augmented",
+                                                  "features_augmented", "finetune", "visualize"}
+        # `check` runs, or comes back from DVC's run cache when these params were checked before.
+        assert stages_run(dvc(workspace, "repro", "features").stdout) - {"check"} == {"features"}
+        assert np.load(workspace / "data/features/train_features.npy").shape == (16, 2, 2, 512)
+        assert "train_head" in changed_stages(workspace)  # its features changed
+    finally:
+        restore(workspace)
 
 
 def test_new_weights_rerun_every_vgg16_stage_and_the_same_weights_nothing(workspace):
