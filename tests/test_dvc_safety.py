@@ -132,7 +132,7 @@ def start_and_signal(ws, command, started, signum):
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
     os.killpg(process.pid, signum)  # as Ctrl-C in a terminal and `timeout` do: the whole group
-    output, _ = process.communicate(timeout=120)
+    output, _ = process.communicate(timeout=600)  # a loaded machine: DVC and the stage clean up first
     # DVC may die first on SIGTERM: wait for the stage, in the same process group, to
     # finish its clean-up (a restore from the cache can take seconds on a loaded machine).
     deadline = time.monotonic() + 120
