@@ -124,8 +124,10 @@ def test_missing_data_archive_keeps_the_split(ws):
 
 
 def start_and_signal(ws, command, started, signum):
+    # SIGINT at its default, as in a terminal: a shell's background job inherits it ignored.
     process = subprocess.Popen([str(BIN / "dvc"), *command], cwd=ws, env=environment(), start_new_session=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     while not glob.glob(str(ws / started)):
         assert process.poll() is None, process.communicate()
