@@ -8,13 +8,17 @@ export PATH := $(BIN):$(PATH)
 # Named configurations (conf/): DVC composes params.yaml from them afresh on every `dvc exp
 # run`, so each target gets exactly its configuration, whatever ran before. FAST=1 adds the
 # CPU levers (conf/levers/fast.yaml); DATA and WEIGHTS point a run at a real train.zip and a
-# local ImageNet file, passed as the params data.archive and base.weights, e.g.
-#   make book FAST=1 DATA=path/to/train.zip WEIGHTS=path/to/vgg16_notop.weights.h5
+# local ImageNet file, passed as the params data.archive and base.weights; SEED sets every
+# stage's seed (the book's split takes images by number whatever the seed), e.g.
+#   make book FAST=1 SEED=7 DATA=path/to/train.zip WEIGHTS=path/to/vgg16_notop.weights.h5
 FAST ?=
 DATA ?=
 WEIGHTS ?=
+SEED ?=
+SEEDED := sample split scratch scratch_augmented train_head features_augmented finetune visualize
 CONFIGURATION = -S levers=$(if $(FAST),fast,none) $(if $(DATA),-S 'data.archive=$(DATA)') \
-                $(if $(WEIGHTS),-S 'base.weights=$(WEIGHTS)')
+                $(if $(WEIGHTS),-S 'base.weights=$(WEIGHTS)') \
+                $(if $(SEED),$(foreach section,$(SEEDED),-S $(section).seed=$(SEED)))
 # `make mnist MNIST=path/to/mnist.npz` uses a local copy instead of Keras' download.
 MNIST ?=
 
