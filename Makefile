@@ -15,7 +15,7 @@ FAST ?=
 DATA ?=
 WEIGHTS ?=
 SEED ?=
-SEEDED := sample split scratch scratch_augmented train_head features_augmented finetune visualize
+SEEDED := sample split scratch scratch_augmented train_head features_augmented finetune visualize mnist
 CONFIGURATION = -S levers=$(if $(FAST),fast,none) $(if $(DATA),-S 'data.archive=$(DATA)') \
                 $(if $(WEIGHTS),-S 'base.weights=$(WEIGHTS)') \
                 $(if $(SEED),$(foreach section,$(SEEDED),-S $(section).seed=$(SEED)))

@@ -75,6 +75,23 @@ def make_command(target, *variables):
     return arguments[:-3]
 
 
+def test_make_seed_sets_every_seed_in_the_params(tmp_path):
+    """`make book SEED=7` changes every `seed` the configurations have, and nothing else."""
+    seeded = sorted(key for key in keys(YAML_SAFE.load((REPO / "conf/config.yaml").read_text()))
+                    if key.endswith(".seed"))
+    assert len(seeded) >= len(TRAINING_STAGES)
+    arguments = make_command("book", "FAST=1", "SEED=7")
+    overrides = [arguments[i + 1] for i, argument in enumerate(arguments) if argument == "-S"]
+    assert sorted(o.split("=")[0] for o in overrides if o.endswith(".seed=7")) == seeded
+    unseeded = []
+    for argument in arguments:  # drop each seed override with its -S
+        if argument.endswith(".seed=7"):
+            unseeded.pop()
+        else:
+            unseeded.append(argument)
+    assert make_command("book", "FAST=1") == unseeded
+
+
 def split_counts(workspace):
     return {split: len(list((workspace / "data/split" / split / "cats").iterdir()))
             for split in ("train", "validation", "test")}
