@@ -13,7 +13,12 @@ Each training stage runs a few epochs (2 plain; echo + 1 with the levers, so a w
 cycle is in the mean), and its dvclive/<stage>/timing.json gives the first epoch's wall
 time and the mean of the others. The projection to the book's epochs is: the stage's wall time outside
 its epochs, plus the first epoch, plus the mean epoch times the rest of the book's epochs.
-Early stopping is left out of the projection: only a real run says when it stops.
+Early stopping is left out of the projection: only a real run says when it stops. With
+--epochs-from (a real run's dvclive/ folder) the projection takes the epochs each stage ran
+there instead, e.g. the time the recipe's own run would take on another CPU:
+
+    ONEDNN_MAX_CPU_ISA=AVX2 python bench/book_schedule.py --weights PATH --only levers \
+        --epochs-from path/to/run/dvclive
 """
 
 import argparse
@@ -74,9 +79,14 @@ def run_stage(workspace, stage):
     return time.perf_counter() - started
 
 
-def measure(workspace, base, settings):
+def epochs_run(dvclive):
+    """The epochs each training stage ran in a real run, from its DVCLive summary."""
+    return {stage: json.loads((dvclive / stage / "metrics.json").read_text())["epochs_run"] for stage in TRAINING}
+
+
+def measure(workspace, base, settings, projected_epochs):
     """Run every stage under the book's params plus `base` and `settings`; return per stage
-    its wall time and epoch times."""
+    its wall time, epoch times and the projection to `projected_epochs` (stage -> epochs)."""
     results = {}
     for stage, book_epochs in STAGES:
         book_params(workspace / "params.yaml", base)
@@ -95,7 +105,7 @@ def measure(workspace, base, settings):
             first, mean = summary["first_epoch_s"], summary["epoch_s"]
             outside = wall - first - mean * (epochs - 1)
             result.update(epochs=epochs, first_epoch_s=first, epoch_s=mean,
-                          book_s=outside + first + mean * (book_epochs - 1))
+                          book_s=outside + first + mean * (projected_epochs[stage] - 1))
         else:
             result["book_s"] = wall
         results[stage] = result
@@ -108,6 +118,9 @@ def main():
     parser.add_argument("--weights", required=True, help="VGG16 notop weights file")
     parser.add_argument("--data", type=Path, default=REAL_PHOTOS if REAL_PHOTOS.is_file() else None)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/dogs-vs-cats-book"))
+    parser.add_argument("--only", choices=("plain", "levers"), help="measure one setting, not both")
+    parser.add_argument("--epochs-from", type=Path, metavar="DVCLIVE",
+                        help="project to the epochs each stage ran in this dvclive/ folder, not the book's")
     args = parser.parse_args()
     if args.data is None:
         sys.exit("error: no archive: pass --data path/to/train.zip (real photos)")
@@ -119,10 +132,20 @@ def main():
     print(f"CPU: {cpu_description()}", flush=True)
     levers = fast_levers()
     print(f"levers: {levers}", flush=True)
+    projected = epochs_run(args.epochs_from) if args.epochs_from else dict(STAGES)
+    print(f"projected to epochs: {json.dumps({s: projected[s] for s in TRAINING})}", flush=True)
+    settings = {"plain": PLAIN, "levers": levers}
     results = {}
-    for name, settings in (("plain", PLAIN), ("levers", levers)):
+    for name in [args.only] if args.only else settings:
         print(f"{name}:", flush=True)
-        results[name] = measure(workspace, base, settings)
+        results[name] = measure(workspace, base, settings[name], projected)
+    if args.only:
+        rows = results[args.only]
+        print(f"\n| stage | s/epoch | {args.only}, projected |\n|---|---:|---:|")
+        for stage, _ in STAGES:
+            print(f"| {stage} | {rows[stage].get('epoch_s', 0):.1f} | {rows[stage]['book_s'] / 60:.1f} min |")
+        print(f"| all of the above | | {sum(r['book_s'] for r in rows.values()) / 60:.1f} min |")
+        return
 
     print("\n| stage | plain s/epoch | levers s/epoch | ratio | plain, book's epochs | levers, book's epochs | ratio |")
     print("|---|---:|---:|---:|---:|---:|---:|")
