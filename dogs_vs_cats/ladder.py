@@ -64,9 +64,10 @@ def epochs_text(training, book_epochs):
 
 def settings_text(model, stage_params, log):
     """The params of `model`'s stage that differ from the book's, as `key value` (`stage_params`:
-    its DVCLive params.yaml), with the precision it ran in when that is not float32."""
+    its DVCLive params.yaml), with the precision it ran in when that is not float32. `epochs`
+    is the planned number; early stopping's epochs run are in the table's epochs column."""
     changed = []
-    for key, book in {**model.book_settings, **BOOK_LEVERS}.items():
+    for key, book in {"epochs": model.book_epochs, **model.book_settings, **BOOK_LEVERS}.items():
         value = stage_params.get(key, book)
         ran = log.get(key) if key == "precision" else None  # `auto` resolves machine by machine
         if (ran or value) != book:

@@ -47,11 +47,11 @@ def test_explicit_bfloat16_without_native_support_warns(monkeypatch, capsys):
 
 def test_summary_names_every_setting_other_than_the_books():
     finetuned = model("finetuned")
-    book = {**finetuned.book_settings, "precision": "float32", "echo": 1, "early_stopping": 0}
+    book = {"epochs": 100, **finetuned.book_settings, "precision": "float32", "echo": 1, "early_stopping": 0}
     assert settings_text(finetuned, book, {"precision": "float32"}) == "the book's"
-    levers = {**book, "precision": "auto", "echo": 2, "lr_schedule": "cosine", "lr": 5e-6}
+    levers = {**book, "epochs": 30, "precision": "auto", "echo": 2, "lr_schedule": "cosine", "lr": 5e-6}
     text = settings_text(finetuned, levers, {"precision": "bfloat16"})
-    assert text == "`lr 5e-06`, `precision bfloat16 (auto)`, `echo 2`, `lr_schedule cosine`"
+    assert text == "`epochs 30`, `lr 5e-06`, `precision bfloat16 (auto)`, `echo 2`, `lr_schedule cosine`"
     assert settings_text(finetuned, {**book, "precision": "auto"}, {"precision": "float32"}) == "the book's"
 
 
