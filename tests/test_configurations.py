@@ -39,8 +39,8 @@ def test_committed_params_are_the_quick_configuration_as_dvc_writes_it(tmp_path)
 
 @pytest.mark.parametrize("group", ["schedule", "levers"])
 def test_every_option_of_a_group_sets_the_same_keys(group):
-    # A levers option may also set a key every schedule sets (fast: fine-tuning's epochs,
-    # its cosine horizon): switching back to none resets it through the schedule.
+    # A levers option may also set a key every schedule sets (fast: the epochs of
+    # features_augmented and fine-tuning, their cosine horizons): switching back to none resets it through the schedule.
     options = group_options(group)
     assert len(options) >= 2
     reset_by_schedules = set.intersection(*(keys(option) for option in group_options("schedule").values()))
@@ -58,7 +58,7 @@ def test_every_combination_composes_valid_params(tmp_path, schedule, levers):
     params = load_params(compose(tmp_path / "params.yaml", [f"schedule={schedule}", f"levers={levers}"]))
     assert (params.configuration.schedule, params.configuration.levers) == (schedule, levers)
     assert params.split.train == {"quick": 200, "book": 1000}[schedule]
-    # fast's cosine decay sets fine-tuning's horizon, whatever the schedule
+    # fast's cosine decay sets the horizons of features_augmented and fine-tuning, whatever the schedule
     assert params.finetune.epochs == ({"quick": 2, "book": 100}[schedule] if levers == "none" else 30)
     assert params.features_augmented.epochs == ({"quick": 1, "book": 30}[schedule] if levers == "none" else 50)
     assert params.finetune.echo == 1 and params.scratch_augmented.early_stopping == {"none": 0, "fast": 15}[levers]
