@@ -12,7 +12,9 @@ present), every stage runs under two settings, one after the other:
 Each training stage runs a few epochs (2 plain; echo + 1 with the levers, so a whole echo
 cycle is in the mean), and its dvclive/<stage>/timing.json gives the first epoch's wall
 time and the mean of the others. The projection to the book's epochs is: the stage's wall time outside
-its epochs, plus the first epoch, plus the mean epoch times the rest of the book's epochs.
+its epochs, plus the first epoch, plus the mean epoch times the rest of the book's epochs. A
+stage with a pool of `views` runs one fresh pass and one epoch drawn from the pool (views 1):
+its projection counts `views` first epochs and the rest at the drawn epoch's time.
 Early stopping is left out of the projection: only a real run says when it stops. With
 --epochs-from (a real run's dvclive/ folder) the projection takes the epochs each stage ran
 there instead, e.g. the time the recipe's own run would take on another CPU:
@@ -84,6 +86,16 @@ def epochs_run(dvclive):
     return {stage: json.loads((dvclive / stage / "metrics.json").read_text())["epochs_run"] for stage in TRAINING}
 
 
+def projection(wall, first, mean, epochs, planned, views=0):
+    """A stage's seconds over `planned` epochs, from a run of `epochs` that took `wall` seconds
+    (`first` the first epoch, `mean` each other): the time outside its epochs, the first
+    epoch, and the rest at the mean; with a pool of `views`, its fresh passes at the first
+    epoch's time and the rest at the mean (an epoch drawn from the pool)."""
+    outside = wall - first - mean * (epochs - 1)
+    fresh = min(views, planned) if views else 1
+    return outside + first * fresh + mean * (planned - fresh)
+
+
 def measure(workspace, base, settings, projected_epochs):
     """Run every stage under the book's params plus `base` and `settings`; return per stage
     its wall time, epoch times and the projection to `projected_epochs` (stage -> epochs)."""
@@ -91,9 +103,12 @@ def measure(workspace, base, settings, projected_epochs):
     for stage, book_epochs in STAGES:
         book_params(workspace / "params.yaml", base)
         overrides = {section: dict(values) for section, values in settings.items()}
+        views = overrides.get(stage, {}).get("views", 0)
         if book_epochs:
             echo = overrides.get(stage, {}).get("echo", 1)
             overrides.setdefault(stage, {})["epochs"] = max(2, echo + 1)
+            if views:  # one fresh pass, then one epoch drawn from the pool: what each of the two kinds costs
+                overrides[stage]["views"] = 1
             if stage == "finetune":
                 overrides[stage]["frozen_epochs"] = 0
         update_params(workspace / "params.yaml", overrides)
@@ -103,9 +118,8 @@ def measure(workspace, base, settings, projected_epochs):
             summary = json.loads((workspace / f"dvclive/{stage}/timing.json").read_text())
             epochs = overrides[stage]["epochs"]
             first, mean = summary["first_epoch_s"], summary["epoch_s"]
-            outside = wall - first - mean * (epochs - 1)
             result.update(epochs=epochs, first_epoch_s=first, epoch_s=mean,
-                          book_s=outside + first + mean * (projected_epochs[stage] - 1))
+                          book_s=projection(wall, first, mean, epochs, projected_epochs[stage], views))
         else:
             result["book_s"] = wall
         results[stage] = result

@@ -12,13 +12,13 @@ from dogs_vs_cats.precision import has_gpu
 from dogs_vs_cats.training import ArrayBatches, split_labels
 
 
-def use_cache(cache, echo=1, distribute="none"):
+def use_cache(cache, echo=1, views=0, distribute="none"):
     """A stage's `cache` param as on or off: auto is on without a GPU, and wherever data
-    echoing (`echo` > 1, which reuses cached features) asks for it; off under multi_worker,
-    which the schema allows only with cache auto or false."""
+    echoing (`echo` > 1) or a pool of views (`views` > 0), which reuse cached features, asks
+    for it; off under multi_worker, which the schema allows only with cache auto or false."""
     if cache != "auto":
         return cache
-    return distribute != "multi_worker" and (not has_gpu() or echo > 1)
+    return distribute != "multi_worker" and (not has_gpu() or echo > 1 or views > 0)
 
 
 class FrozenFeatureBatches(ArrayBatches):
@@ -29,14 +29,22 @@ class FrozenFeatureBatches(ArrayBatches):
     through `augmenter` (once per batch, in batch order, as end-to-end training calls it)
     and the extractor: the trainer gets the batches the whole model would. With `echo` > 1
     (data echoing), the features are reused for `echo` epochs, in each one's own order.
+
+    With `views` > 0 (a pool of views), epochs 0 to views-1 run fresh passes as above and
+    each pass is kept; every later epoch takes each image's features from one of those
+    passes, drawn by default_rng((seed, epoch, 1)): `views` passes in all, and no later
+    epoch repeats an earlier one's inputs as a whole, as an echoed epoch does.
     """
 
-    def __init__(self, images, labels, batch_size, seed, embed, echo=1):
+    def __init__(self, images, labels, batch_size, seed, embed, echo=1, views=0):
         super().__init__(images, labels, batch_size, seed)
-        self.embed, self.echo = embed, echo
+        self.embed, self.echo, self.views = embed, echo, views
         self.features, self.features_epoch = None, None
+        self.pool, self.pooled = None, 0  # views x images x features, and how many passes it holds
 
     def batch(self, indices):
+        if self.views:
+            return self.from_pool(indices)
         fresh = self.epoch - self.epoch % self.echo
         if self.features_epoch != fresh:
             self.features, self.features_epoch = self.compute(fresh), fresh
@@ -54,8 +62,20 @@ class FrozenFeatureBatches(ArrayBatches):
             features[indices] = output  # kept by image, so that an echoed epoch can reorder them
         return features
 
+    def from_pool(self, indices):
+        while self.pooled <= min(self.epoch, self.views - 1):
+            features = self.compute(self.pooled)
+            if self.pool is None:
+                self.pool = np.empty((self.views, *features.shape), dtype=features.dtype)
+            self.pool[self.pooled] = features
+            self.pooled += 1
+        if self.epoch < self.views:
+            return self.pool[self.epoch][indices]
+        view = np.random.default_rng((self.seed, self.epoch, 1)).integers(0, self.views, self.count)
+        return self.pool[view[indices], indices]
 
-def frozen_part_data(extractor, size, batch_size, seed, augment, echo=1, root=SPLIT_DIR):
+
+def frozen_part_data(extractor, size, batch_size, seed, augment, echo=1, views=0, root=SPLIT_DIR):
     """fit()'s data for training what sits above a frozen `extractor`: `FrozenFeatureBatches`
     of the training images, and the validation images' features, computed once."""
     import tensorflow as tf
@@ -67,5 +87,5 @@ def frozen_part_data(extractor, size, batch_size, seed, augment, echo=1, root=SP
     validation = np.concatenate([plain(val_images[start:start + batch_size].astype(np.float32)).numpy()
                                  for start in range(0, len(val_images), batch_size)])
     train = FrozenFeatureBatches(load_images(train_paths, size, "decoding train"), train_labels, batch_size, seed,
-                                 augmented, echo)
+                                 augmented, echo, views)
     return {"x": train, "validation_data": (validation, val_labels), "validation_batch_size": batch_size}

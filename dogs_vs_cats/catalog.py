@@ -51,7 +51,7 @@ MODELS = (
 )
 # The training levers at the values that leave the book's training as it was
 # (docs/book-schedule.md); the summary names every other value beside its model.
-BOOK_LEVERS = {"precision": "float32", "early_stopping": 0, "echo": 1, "lr_schedule": "constant"}
+BOOK_LEVERS = {"precision": "float32", "early_stopping": 0, "echo": 1, "views": 0, "lr_schedule": "constant"}
 TRAINING_STAGES = tuple(model.stage for model in MODELS)  # `make book`'s levers apply to these
 IMAGE_MODELS = tuple(model.name for model in MODELS if model.takes_images)
 

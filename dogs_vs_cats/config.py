@@ -25,6 +25,7 @@ Precision = Literal["auto", "float32", "bfloat16", "mixed_float16"]
 Distribute = Literal["none", "mirrored"]
 Cache = Literal["auto", True, False]
 Patience = Annotated[StrictInt, Field(ge=0)]
+Views = Annotated[StrictInt, Field(ge=0)]  # 0: off
 Vgg16Layer = Literal[VGG16_LAYERS]
 
 
@@ -116,15 +117,20 @@ class TrainHead(Validated):
 
 
 class Echoed(Validated):
-    """A stage with a frozen-part cache, whose features can be echoed."""
+    """A stage with a frozen-part cache, whose features can be reused: echoed, or drawn from a pool of views."""
     cache: Cache
     echo: Count  # 1: off
+    views: Views
 
     @model_validator(mode="after")
-    def echo_needs_the_cache(self):
-        if self.echo > 1 and self.cache is False:
-            raise ValueError(f"echo is {self.echo} but the cache is off: echoing reuses cached features, "
-                             f"so set cache to true (or auto) or echo to 1")
+    def reuse_needs_the_cache(self):
+        if self.echo > 1 and self.views:
+            raise ValueError(f"echo is {self.echo} and views is {self.views}: both reuse passes of augmented "
+                             f"features, so set one of them off (echo 1 or views 0)")
+        for name, value, off in (("echo", self.echo, 1), ("views", self.views, 0)):
+            if value != off and self.cache is False:
+                raise ValueError(f"{name} is {value} but the cache is off: it reuses cached features, "
+                                 f"so set cache to true (or auto) or {name} to {off}")
         return self
 
 

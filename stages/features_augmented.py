@@ -7,7 +7,8 @@ model, with a new dense head, trained on augmented images.
 With the cache on (the default on a CPU), the frozen base runs once over the validation
 images and once per epoch over the augmented training images, and the head trains on its
 output: the same batches as end-to-end training, with a third less work per epoch.
-`echo` > 1 reuses each pass of augmented features for that many epochs (data echoing).
+`echo` > 1 reuses each pass of augmented features for that many epochs (data echoing);
+`views` > 0 keeps that many passes and draws each later epoch's features from them.
 """
 
 from dogs_vs_cats.cache import frozen_part_data, use_cache
@@ -26,9 +27,9 @@ def main(split_dir, weights, model_file, logs):
             base = conv_base(weights, size)
             model = frozen_base_classifier(base, preprocess, own.units)
         phases = [Phase(own.epochs, own.lr)]
-        if use_cache(own.cache, own.echo):
+        if use_cache(own.cache, own.echo, own.views):
             data = frozen_part_data(feature_extractor(base, preprocess), size, own.batch_size, own.seed,
-                                    params.augment, own.echo, split_dir)
+                                    params.augment, own.echo, own.views, split_dir)
             train("features_augmented", model, data, phases, own, trainer=model.get_layer("head"),
                   output=model_file, logs=logs)
         else:

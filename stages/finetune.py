@@ -13,7 +13,8 @@ the lowest validation loss is saved.
 With the cache on (the default on a CPU), the layers below `unfreeze_from` run once over
 the validation images and once per epoch over the augmented training images; only the
 layers above them are trained on their output: the same batches and updates as end-to-end
-training. `echo` > 1 reuses each pass for that many epochs (data echoing).
+training. `echo` > 1 reuses each pass for that many epochs (data echoing); `views` > 0 keeps
+that many passes and draws each later epoch's features from them.
 """
 
 import keras
@@ -41,13 +42,13 @@ def main(split_dir, weights, start, model_file, logs):
 
         phases = [Phase(tune.frozen_epochs, tune.frozen_lr, freeze),
                   Phase(tune.epochs, tune.lr, lambda: unfreeze_from(base, tune.unfreeze_from))]
-        if use_cache(tune.cache, tune.echo):
+        if use_cache(tune.cache, tune.echo, tune.views):
             with training_precision("finetune", tune):
                 lower, upper = split_at(base, tune.unfreeze_from)
                 inputs = keras.Input(upper.input_shape[1:])
                 trainer = keras.Model(inputs, head(upper(inputs)), name="finetune_upper")
             data = frozen_part_data(feature_extractor(lower, preprocess), size, tune.batch_size, tune.seed,
-                                    params.augment, tune.echo, split_dir)
+                                    params.augment, tune.echo, tune.views, split_dir)
             train("finetune", model, data, phases, tune, trainer=trainer, output=model_file, logs=logs)
         else:
             train("finetune", model, image_data(size, tune.batch_size, tune.seed, False, split_dir), phases, tune,

@@ -51,6 +51,14 @@ def test_book_schedule_measures_make_book_fast_levers_on_the_book_params(tmp_pat
     assert plain["base"]["weights"] == "w.h5"
 
 
+def test_book_schedule_projects_a_pool_of_views_as_fresh_passes_then_drawn_epochs():
+    projection = load_bench("book_schedule").projection
+    # 10 s outside the epochs, a first epoch of 60 s, then 2 s an epoch.
+    assert projection(10 + 60 + 2, 60, 2, epochs=2, planned=30) == 10 + 60 + 29 * 2
+    assert projection(10 + 60 + 2, 60, 2, epochs=2, planned=30, views=8) == 10 + 8 * 60 + 22 * 2
+    assert projection(10 + 60 + 2, 60, 2, epochs=2, planned=5, views=8) == 10 + 5 * 60  # every epoch a fresh pass
+
+
 def test_augmentation_bench_arithmetic_on_known_images():
     bench = load_bench("augmentation")
     board = np.repeat((np.indices((8, 8)).sum(axis=0) % 2 * 200.0)[None, ..., None], 3, axis=-1)  # (1, 8, 8, 3)

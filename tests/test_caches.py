@@ -1,5 +1,6 @@
 """The book-schedule levers: every cache trains exactly like the plain path; early stopping
-stops and keeps the best epoch; data echoing reuses features; bfloat16 models save as float32."""
+stops and keeps the best epoch; data echoing and a pool of views reuse features; bfloat16
+models save as float32."""
 
 import json
 
@@ -209,6 +210,52 @@ def test_echo_reuses_each_pass_for_that_many_epochs(project):
         section("finetune", cache=True, echo=0)
     with pytest.raises(StageError, match=r"scratch.cache: should be 'auto', True or False \(got 'yes'\)"):
         section("scratch", cache="yes")
+
+
+def test_a_pool_of_views_runs_that_many_passes_then_draws_each_image_from_them():
+    count, batch_size, seed, views = 10, 4, 7, 3
+    images = np.broadcast_to(np.arange(count, dtype=np.float32)[:, None, None, None], (count, 2, 2, 3)).copy()
+    labels = (np.arange(count) % 2).astype(np.float32)
+
+    def pooled_batches():
+        batches = FrozenFeatureBatches(images, labels, batch_size, seed, None, views=views)
+        # The frozen part as a probe: each image's tag plus 100 times the pass that computed it.
+        batches.embed = Recorder(batches, lambda x: keras.ops.convert_to_tensor(x + 100 * batches.pooled))
+        return batches
+
+    def epoch_rows(batches, epoch):
+        batches.epoch = epoch
+        return np.concatenate([batches[index][0][:, 0, 0, 0] for index in range(len(batches))])
+
+    batches = pooled_batches()
+    rows = {epoch: epoch_rows(batches, epoch) for epoch in range(8)}
+    # views passes in all, each over its own epoch's order, and none after.
+    assert [epoch for epoch, _ in batches.embed.calls] == [0] * 3 + [1] * 3 + [2] * 3
+    for epoch, row in rows.items():
+        order = np.random.default_rng((seed, epoch)).permutation(count)
+        np.testing.assert_array_equal(row % 100, order)  # every image once, in the epoch's order
+        if epoch < views:
+            assert set(row // 100) == {epoch}  # a fresh pass, as without views
+        else:
+            assert set(row // 100) <= set(range(views)) and len(set(row // 100)) > 1  # images from several passes
+    assert not np.array_equal(rows[3], rows[4]) and not np.array_equal(rows[4] // 100, rows[5] // 100)
+    # The same seed draws the same views.
+    again = pooled_batches()
+    np.testing.assert_array_equal(epoch_rows(again, 6), rows[6])
+
+
+def test_views_as_many_as_the_epochs_train_like_fresh_passes(project):
+    from stages import features_augmented
+    fresh = run_stage(features_augmented, "features_augmented", cache=True, views=0)
+    pooled = run_stage(features_augmented, "features_augmented", cache=True, views=2)
+    assert len(fresh) == 2
+    np.testing.assert_allclose(pooled, fresh, rtol=1e-5)
+    with pytest.raises(StageError, match=r"finetune.echo is 2 and views is 3: both reuse passes"):
+        section("finetune", cache=True, echo=2, views=3)
+    with pytest.raises(StageError, match=r"finetune.views is 3 but the cache is off"):
+        section("finetune", cache=False, views=3)
+    with pytest.raises(StageError, match=r"features_augmented.views: should be greater than or equal to 0 \(got -1\)"):
+        section("features_augmented", cache=True, views=-1)
 
 
 def test_early_stopping_stops_and_keeps_the_best_epoch(tmp_path, monkeypatch, rng):
