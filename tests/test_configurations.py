@@ -62,6 +62,7 @@ def test_every_combination_composes_valid_params(tmp_path, schedule, levers):
     assert params.finetune.epochs == ({"quick": 2, "book": 100}[schedule] if levers == "none" else 30)
     assert params.features_augmented.epochs == ({"quick": 1, "book": 30}[schedule] if levers == "none" else 50)
     assert params.finetune.echo == 1 and params.scratch_augmented.early_stopping == {"none": 0, "fast": 15}[levers]
+    assert params.features_augmented.views == params.finetune.views == 0
     assert params.finetune.lr_schedule == {"none": "constant", "fast": "cosine"}[levers]
     assert params.finetune.precision == {"none": "float32", "fast": "auto"}[levers]
 
