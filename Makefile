@@ -16,13 +16,18 @@ DATA ?=
 WEIGHTS ?=
 SEED ?=
 SEEDED := sample split scratch scratch_augmented train_head features_augmented finetune visualize mnist
-CONFIGURATION = -S levers=$(if $(FAST),fast,none) $(if $(DATA),-S 'data.archive=$(DATA)') \
-                $(if $(WEIGHTS),-S 'base.weights=$(WEIGHTS)') \
+# `-S key=value` with any value: quoted for the override parser (Hydra's, also under
+# --no-hydra), which then takes ',', '=', spaces, non-ASCII letters and `null` as they are,
+# its own quotes escaped; then quoted for the shell.
+Q := '
+override = -S $(Q)$(subst $(Q),$(Q)\$(Q)$(Q),$(1)=$(Q)$(subst $(Q),\$(Q),$(2))$(Q))$(Q)
+CONFIGURATION = -S levers=$(if $(FAST),fast,none) $(if $(DATA),$(call override,data.archive,$(DATA))) \
+                $(if $(WEIGHTS),$(call override,base.weights,$(WEIGHTS))) \
                 $(if $(SEED),$(foreach section,$(SEEDED),-S $(section).seed=$(SEED)))
 # `make mnist MNIST=path/to/mnist.npz` uses a local copy instead of Keras' download.
 MNIST ?=
 
-.PHONY: venv lock run book baseline mnist submission report test test-fast lint bench clean-venv
+.PHONY: venv lock run book full baseline mnist submission report test test-fast lint bench clean-venv
 
 # The environment comes from lock files (every package pinned, with hashes): what `make
 # run` needs from requirements/run.lock; `make test` adds requirements/test.lock's extras.
@@ -55,7 +60,7 @@ run: $(VENV)/.installed
 	cat metrics/summary.md
 
 mnist: $(VENV)/.installed
-	dvc exp run --no-hydra $(if $(MNIST),-S mnist.npz=$(MNIST)) mnist
+	dvc exp run --no-hydra $(if $(MNIST),$(call override,mnist.npz,$(MNIST))) mnist
 	cat metrics/mnist.json
 
 # The book's schedule (conf/schedule/book.yaml): the 1000/500/500 split, every model at the
@@ -64,6 +69,13 @@ book: $(VENV)/.installed
 	dvc exp run -S schedule=book $(CONFIGURATION) $(DOGS_VS_CATS)
 	dvc metrics show
 	cat metrics/summary.md
+
+# Every labelled photo of DATA (conf/schedule/full.yaml): the book's validation and test
+# photos, every other one to train on; the main chain only (docs/full-data.md). Then
+# `make submission SUBMISSION=path/to/dogs-vs-cats.zip` for Kaggle's 12,500 test photos.
+full: $(VENV)/.installed
+	dvc exp run -S schedule=full $(CONFIGURATION) evaluate@head evaluate@finetuned
+	@python -c 'import json; [print(m, {k: json.load(open(f"metrics/eval/{m}/metrics.json"))[k] for k in ("accuracy", "loss")}) for m in ("head", "finetuned")]'
 
 # The baseline main carries: the committed params.yaml (the quick configuration) run through,
 # its dvc.lock and metrics. Run it last, after every code change, then commit what it lists.
@@ -76,7 +88,7 @@ baseline: $(VENV)/.installed
 # SUBMISSION points it at the competition's dogs-vs-cats.zip or test1.zip.
 SUBMISSION ?=
 submission: $(VENV)/.installed
-	dvc exp run --no-hydra $(if $(SUBMISSION),-S 'submission.archive=$(SUBMISSION)') submission
+	dvc exp run --no-hydra $(if $(SUBMISSION),$(call override,submission.archive,$(SUBMISSION))) submission
 	head -3 submissions/submission.csv
 
 # Every `dvc plots` plot in one self-contained HTML file, the ladder first (`dvc plots show
@@ -103,7 +115,7 @@ $(VENV)/.bench: $(VENV)/.test-installed requirements/bench.lock
 	touch $@
 
 bench: $(VENV)/.bench
-	python bench/features.py $(BENCH_ARGS)
+	python -m bench.features $(BENCH_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

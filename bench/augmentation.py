@@ -1,6 +1,6 @@
 """Training's augmentation against the book's: ImageDataGenerator, the old Keras layer stack, RandomAffine.
 
-    python bench/augmentation.py [--data ARCHIVE] [--photos 32] [--draws 16] [--figure docs/augmentation.png]
+    python -m bench.augmentation [--data ARCHIVE] [--photos 32] [--draws 16] [--figure docs/augmentation.png]
 
 The reference is Listing 5.14's ImageDataGenerator (rotation 40, shifts 0.2, shear 0.2, zoom 0.2,
 horizontal flip, fill nearest) on tf_keras, in a child process (the bench extras: `make bench`).
@@ -34,7 +34,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 DATA = REPO.parent / "shared/data/dogs-vs-cats-200px/train.zip"
 SIZE, SEED, BATCH = 150, 42, 32
 BOOK = {"rotation": 40, "width_shift": 0.2, "height_shift": 0.2, "shear": 0.2, "zoom": 0.2, "horizontal_flip": True}
@@ -212,8 +211,9 @@ def main():
           f"{SIZE} px, {args.draws} draws each", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         np.save(Path(tmp) / "photos.npy", photos)
-        done = subprocess.run([sys.executable, __file__, "--child", tmp, "--draws", str(args.draws)], cwd=REPO,
-                              capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+        child = [sys.executable, "-m", "bench.augmentation", "--child", tmp, "--draws", str(args.draws)]
+        done = subprocess.run(child, cwd=REPO, capture_output=True, text=True,
+                              env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
         if done.returncode:
             sys.exit(f"{done.stderr[-3000:]}\nerror: the ImageDataGenerator measurement failed")
         rows = {"ImageDataGenerator": json.loads(done.stdout.strip().splitlines()[-1])}

@@ -1,6 +1,6 @@
 """The book's schedule on a CPU: today's plain path against the book-schedule levers, stage by stage.
 
-    python bench/book_schedule.py --weights PATH [--data ARCHIVE] [--workdir /tmp/dogs-vs-cats-book]
+    python -m bench.book_schedule --weights PATH [--data ARCHIVE] [--workdir /tmp/dogs-vs-cats-book]
 
 In one throwaway workspace (the book's split of --data, the real photos in ../shared when
 present), every stage runs under two settings, one after the other:
@@ -19,24 +19,22 @@ Early stopping is left out of the projection: only a real run says when it stops
 --epochs-from (a real run's dvclive/ folder) the projection takes the epochs each stage ran
 there instead, e.g. the time the recipe's own run would take on another CPU:
 
-    ONEDNN_MAX_CPU_ISA=AVX2 python bench/book_schedule.py --weights PATH --only levers \
+    ONEDNN_MAX_CPU_ISA=AVX2 python -m bench.book_schedule --weights PATH --only levers \
         --epochs-from path/to/run/dvclive
 """
 
 import argparse
 import json
-import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-from ruamel.yaml import YAML  # noqa: E402
+from ruamel.yaml import YAML
 
-from dogs_vs_cats.catalog import MODELS  # noqa: E402
-from tests.workspace import bench_workspace, compose, dvc, environment, stage_command, update_params  # noqa: E402
+from bench.machine import cpu_description
+from dogs_vs_cats.catalog import MODELS
+from dogs_vs_cats.workspace import bench_workspace, compose, dvc, environment, REPO, stage_command, update_params
 
 REAL_PHOTOS = REPO.parent / "shared/data/dogs-vs-cats-128px/train.zip"
 # Stage, the book's epochs (None: not a training stage), in the order they can run.
@@ -61,14 +59,6 @@ def book_params(path, base):
     """The book's schedule without levers (`make book`'s params.yaml) plus `base`, in `path`."""
     compose(path, ["schedule=book", "levers=none"])
     update_params(path, base)
-
-
-def cpu_description():
-    text = Path("/proc/cpuinfo").read_text()
-    model = re.search(r"^model name\s*:\s*(.*)$", text, re.M).group(1)
-    flags = set(re.search(r"^flags\s*:\s*(.*)$", text, re.M).group(1).split())
-    shown = sorted(f for f in flags if f.startswith(("avx512", "amx")) or f in ("avx2", "fma"))
-    return f"{model}; {len(re.findall(r'^processor', text, re.M))} cores; {' '.join(shown)}"
 
 
 def run_stage(workspace, stage):

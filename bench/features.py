@@ -1,6 +1,6 @@
 """Feature extraction speed: the book's Keras 2 code against the `features` stage, side by side.
 
-    python bench/features.py [--images 500] [--rounds 3] [--data ARCHIVE] [--size 150]
+    python -m bench.features [--images 500] [--rounds 3] [--data ARCHIVE] [--size 150]
                              [--weights none|PATH] [--precisions float32 bfloat16] [--batch-size 32]
 
 Both paths read the same JPEG files (the first --images/2 cats and dogs of the archive,
@@ -118,8 +118,8 @@ def child_project(args):
 
 def in_child(what, args, **extra):
     """Run one measurement in a fresh Python process; return its JSON result."""
-    command = [sys.executable, __file__, "--child", what, "--size", str(args.size), "--weights", args.weights,
-               "--batch-size", str(args.batch_size), "--folder", str(args.folder)]
+    command = [sys.executable, "-m", "bench.features", "--child", what, "--size", str(args.size),
+               "--weights", args.weights, "--batch-size", str(args.batch_size), "--folder", str(args.folder)]
     for key, value in extra.items():
         command += [f"--{key.replace('_', '-')}", str(value)]
     print(f"  {what} {' '.join(str(v) for v in extra.values())}".rstrip(), flush=True)
@@ -137,7 +137,6 @@ def best_of(results):
 
 def prepare_images(archive, count, folder):
     """The first count/2 cats and dogs of `archive`, in flow_from_directory's layout."""
-    sys.path.insert(0, str(REPO))
     from dogs_vs_cats.split import make_split
     if archive == SAMPLE and not archive.is_file():
         from dogs_vs_cats.sample import write_sample
@@ -165,7 +164,6 @@ def main():
     args = parser.parse_args()
 
     if args.child:
-        sys.path.insert(0, str(REPO))
         result = {"matmul": child_matmul, "book": child_book, "project": child_project}[args.child](args)
         print(json.dumps({**result, "peak_rss_mb": peak_rss_mb()}))
         return

@@ -1,6 +1,6 @@
 """What features.precision costs in accuracy: the head trained on float32 and on bfloat16 features.
 
-    python bench/precision.py --weights PATH [--data ARCHIVE] [--precisions float32 bfloat16]
+    python -m bench.precision --weights PATH [--data ARCHIVE] [--precisions float32 bfloat16]
                               [--workdir /tmp/dogs-vs-cats-precision]
 
 Runs the real stages (`dvc repro features`, `dvc repro train_head`, once per precision)
@@ -18,9 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-from tests.workspace import bench_workspace, dvc, update_params  # noqa: E402
+from dogs_vs_cats.workspace import bench_workspace, dvc, REPO, update_params
 
 REAL_PHOTOS = REPO.parent / "shared/data/dogs-vs-cats-128px/train.zip"
 

@@ -1,6 +1,6 @@
 """DVC and memory at Kaggle scale: a generated 25,000-image archive through the pipeline.
 
-    python bench/scale.py [--images 25000] [--workdir /tmp/dogs-vs-cats-scale] [--size 150]
+    python -m bench.scale [--images 25000] [--workdir /tmp/dogs-vs-cats-scale] [--size 150]
                           [--precision float32] [--skip-features]
 
 1. A throwaway git + DVC workspace of this project makes a Kaggle-sized archive with the
@@ -17,14 +17,11 @@
 import argparse
 import os
 import re
-import sys
 import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-from tests.workspace import (  # noqa: E402
+from dogs_vs_cats.workspace import (
     bench_workspace,
     dvc,
     stages_run,

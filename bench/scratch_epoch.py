@@ -1,6 +1,6 @@
 """Where an epoch of `scratch_augmented` goes: augmentation against the convnet's training step.
 
-    python bench/scratch_epoch.py [--batches 20] [--size 150] [--batch-size 32]
+    python -m bench.scratch_epoch [--batches 20] [--size 150] [--batch-size 32]
 
 Times, on random pixels of the book's shape, per batch of `--batch-size` images:
 - the augmentation training runs (dogs_vs_cats.augment.RandomAffine, one resampling);
@@ -22,8 +22,9 @@ import sys
 import time
 from pathlib import Path
 
+from bench.machine import cpu_description
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 AUGMENT = {"rotation": 40, "width_shift": 0.2, "height_shift": 0.2, "shear": 0.2, "zoom": 0.2,
            "horizontal_flip": True}
@@ -92,17 +93,15 @@ def main():
     if args.child:
         print(json.dumps(measure(args.batches, args.size, args.batch_size)))
         return
-    sys.path.insert(0, str(Path(__file__).parent))
-    from book_schedule import cpu_description
     columns = {}
     for label, cap in (("full oneDNN", None), ("ONEDNN_MAX_CPU_ISA=AVX2", "AVX2")):
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
         env.pop("ONEDNN_MAX_CPU_ISA", None)
         if cap:
             env["ONEDNN_MAX_CPU_ISA"] = cap
-        result = subprocess.run([sys.executable, __file__, "--child", "--batches", str(args.batches), "--size",
-                                 str(args.size), "--batch-size", str(args.batch_size)],
-                                env=env, capture_output=True, text=True)
+        result = subprocess.run([sys.executable, "-m", "bench.scratch_epoch", "--child", "--batches",
+                                 str(args.batches), "--size", str(args.size), "--batch-size", str(args.batch_size)],
+                                cwd=REPO, env=env, capture_output=True, text=True)
         if result.returncode:
             raise SystemExit(f"{label}: the measuring process failed:\n{result.stderr[-2000:]}")
         columns[label] = json.loads(result.stdout.strip().splitlines()[-1])

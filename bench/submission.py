@@ -1,7 +1,7 @@
 """The submission path: what test-time augmentation buys, and time and memory per image.
 
-    python bench/submission.py --model models/finetuned.keras --split-dir data/split/test [--tta 1 2 12]
-    python bench/submission.py --model models/finetuned.keras --synthetic 12500
+    python -m bench.submission --model models/finetuned.keras --split-dir data/split/test [--tta 1 2 12]
+    python -m bench.submission --model models/finetuned.keras --synthetic 12500
 
 --split-dir (a folder with cats/ and dogs/, such as the test split of the real photos)
 is packed into a test1.zip in Kaggle's layout, ids in a seeded shuffle, and run through
@@ -28,9 +28,9 @@ import time
 import zipfile
 from pathlib import Path
 
+from bench.machine import cpu_description
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-from book_schedule import cpu_description  # noqa: E402  (bench/ is this script's folder)
 
 
 def pack_split(split_dir, archive, seed=0):

@@ -199,7 +199,7 @@ def check_image(data):
                 f"{image.width}x{image.height} pixels exceeds Pillow's limit of {Image.MAX_IMAGE_PIXELS}")
         image.load()
     except Image.DecompressionBombError as e:
-        raise BadImage(f"too large: {e}".split(" could be")[0]) from None
+        raise BadImage(f"too large: {e}".split(", could be")[0]) from None  # not Pillow's "DOS attack"
     except UnidentifiedImageError:
         raise BadImage("not an image") from None
     except (OSError, SyntaxError, ValueError, zlib.error) as e:

@@ -20,10 +20,11 @@ from pathlib import Path
 
 from dogs_vs_cats.catalog import IMAGE_MODELS
 from dogs_vs_cats.errors import not_a_file, StageError
-from dogs_vs_cats.outputs import check_writable, sweep_debris
+from dogs_vs_cats.outputs import check_writable, sweep_debris, write_target
 from dogs_vs_cats.predict import (
     classify,
     count_sources,
+    folder_images,
     image_sources,
     IMAGE_SUFFIXES,
     load_classifier,
@@ -75,8 +76,9 @@ def arguments(argv, prog="dogs-vs-cats-predict"):
 
 
 def out_problem(out, inputs):
-    """Why --out cannot be written, before any work: empty, a folder, under a file, or one of
-    the inputs (the table would replace the pictures)."""
+    """Why --out cannot be written, before any work: empty, a folder, a socket, under a file,
+    one of the inputs, inside an input folder, or one of the pictures a folder holds
+    through a link (the table would replace a picture)."""
     if out is None:
         return None
     path = Path(out)
@@ -87,7 +89,20 @@ def out_problem(out, inputs):
     parent = next((folder for folder in path.parents if folder.exists()), None)
     if parent is not None and not parent.is_dir():
         return f"--out {out} is under {parent}, which is a file, not a folder: give another path"
-    if any(path.exists() and Path(given).exists() and path.samefile(given) for given in inputs):
+    try:
+        kind, _ = write_target(path)
+    except StageError as e:
+        return f"--out {e}"
+    if kind == "stream":  # /dev/stdout, a FIFO: written into, nothing is replaced
+        return None
+    resolved = Path(os.path.realpath(path))
+    for given in map(Path, inputs):
+        if given.is_dir() and resolved.is_relative_to(os.path.realpath(given)):
+            return (f"--out {out} is inside the input folder {given}, where it could replace a picture: "
+                    f"give a path outside it")
+    pictures = [file for given in map(Path, inputs) if given.is_dir() for file, _ in folder_images(given)]
+    if resolved.exists() and any(Path(file).exists() and resolved.samefile(file)
+                                 for file in [*inputs, *pictures]):
         return f"--out {out} is one of the inputs and would be overwritten: give another path for the table"
     return None
 
@@ -107,7 +122,9 @@ def main(argv=None, prog="dogs-vs-cats-predict"):
     predictions = iter(())
     try:
         if args.out:
-            sweep_debris([Path(args.out).parent])  # the temporaries of killed runs
+            kind, written = write_target(args.out)  # a link's target is what is written
+            if kind == "file":
+                sweep_debris([written])  # the temporaries killed runs left beside it
             check_writable([args.out])
         classifier = load_classifier(args.model)
         total = count_sources(args.paths)

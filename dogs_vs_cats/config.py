@@ -23,10 +23,14 @@ Rate = Annotated[Union[StrictInt, StrictFloat], Field(gt=0)]  # a learning rate
 Fraction = Annotated[Union[StrictInt, StrictFloat], Field(ge=0, lt=1)]  # dropout, smoothing
 Precision = Literal["auto", "float32", "bfloat16", "mixed_float16"]
 Distribute = Literal["none", "mirrored"]
+# Several machines, each running the stage's cmd with its TF_CONFIG (docs/scaling-out.md):
+# the stages that train through VGG16 or its features, where the time goes.
+MultiWorker = Literal["none", "mirrored", "multi_worker"]
 Cache = Literal["auto", True, False]
 Patience = Annotated[StrictInt, Field(ge=0)]
 Views = Annotated[StrictInt, Field(ge=0)]  # 0: off
 Vgg16Layer = Literal[VGG16_LAYERS]
+SMALL_CONVNET_MIN_SIZE = 46  # image.size: the small convnet's four 3x3 convolutions, each followed by halving
 
 
 class Section(BaseModel):
@@ -39,8 +43,23 @@ class Configuration(Section):
     levers: StrictStr
 
 
+def _archive_given(section, values, example):
+    """`archive` empty or null: dvc.yaml makes it a dependency, and DVC cannot read a
+    pipeline with an empty path in it, so this is said before anything else."""
+    if isinstance(values, dict) and "archive" in values and values["archive"] in (None, ""):
+        raise ValueError(f"archive is {'null' if values['archive'] is None else 'empty'}: set it to the path of "
+                         f"a zip ({example}); until then every DVC command stops at \"ERROR: unexpected error\" "
+                         f"(dvc.yaml makes {section}.archive a dependency)")
+    return values
+
+
 class Data(Section):
     archive: Annotated[StrictStr, Field(min_length=1)]
+
+    @model_validator(mode="before")
+    @classmethod
+    def archive_given(cls, values):
+        return _archive_given("data", values, "data/sample/train.zip, or Kaggle's data/raw/dogs-vs-cats.zip")
 
 
 class Sample(Section):
@@ -58,15 +77,24 @@ class Sample(Section):
 
 
 class Split(Section):
-    train: Count
+    train: Union[Literal["all"], Count]  # all: every usable image outside validation and test
     validation: Count
     test: Count
+    holdout_from: Annotated[StrictInt, Field(ge=0)]  # with train all: where validation and test start
     order: Literal["book", "random"]
     seed: Seed
 
 
 class Image(Section):
     size: Annotated[StrictInt, Field(ge=32, le=512)]  # VGG16 halves it five times; 512 px is 12x the book's pixels
+
+    @model_validator(mode="after")
+    def small_convnet_fits(self):
+        # Checked here, not when `scratch` builds the model after other stages ran.
+        if self.size < SMALL_CONVNET_MIN_SIZE:
+            raise ValueError(f"size is {self.size}, but the small convnet needs at least {SMALL_CONVNET_MIN_SIZE} "
+                             f"(scratch and scratch_augmented: four 3x3 convolutions, each followed by halving)")
+        return self
 
 
 class Base(Section):
@@ -114,6 +142,7 @@ class ScratchAugmented(Scratch):
 class TrainHead(Validated):
     units: Count
     dropout: Fraction
+    distribute: MultiWorker
 
 
 class Echoed(Validated):
@@ -121,13 +150,20 @@ class Echoed(Validated):
     cache: Cache
     echo: Count  # 1: off
     views: Views
+    distribute: MultiWorker
 
     @model_validator(mode="after")
     def reuse_needs_the_cache(self):
         if self.echo > 1 and self.views:
             raise ValueError(f"echo is {self.echo} and views is {self.views}: both reuse passes of augmented "
                              f"features, so set one of them off (echo 1 or views 0)")
+        if self.distribute == "multi_worker" and self.cache is True:
+            raise ValueError("cache is true but distribute is multi_worker: every worker trains on its own slice "
+                             "of each batch end to end, so set cache to auto or false")
         for name, value, off in (("echo", self.echo, 1), ("views", self.views, 0)):
+            if value != off and self.distribute == "multi_worker":
+                raise ValueError(f"{name} is {value} but distribute is multi_worker, which trains end to end "
+                                 f"without the frozen-part cache: set {name} to {off}")
             if value != off and self.cache is False:
                 raise ValueError(f"{name} is {value} but the cache is off: it reuses cached features, "
                                  f"so set cache to true (or auto) or {name} to {off}")
@@ -143,6 +179,14 @@ class Finetune(Echoed):
     frozen_epochs: Annotated[StrictInt, Field(ge=0)]
     frozen_lr: Rate
     unfreeze_from: Vgg16Layer
+
+    @model_validator(mode="after")
+    def unfreezes_a_conv_layer(self):
+        # A pooling layer has no weights: from block5_pool, the last one, nothing of the base would train.
+        if self.unfreeze_from.endswith("_pool"):
+            raise ValueError(f"unfreeze_from is {self.unfreeze_from}, a pooling layer without weights: name the "
+                             f"first conv layer to train (block5_conv1 fine-tunes block5, as the book)")
+        return self
 
 
 class Evaluate(Section):
@@ -172,6 +216,11 @@ class Submission(Section):
     clip: Annotated[Union[StrictInt, StrictFloat], Field(ge=0, lt=0.5)]
     tta: Annotated[StrictInt, Field(ge=1, le=12)]
     batch_size: Count
+
+    @model_validator(mode="before")
+    @classmethod
+    def archive_given(cls, values):
+        return _archive_given("submission", values, "data/sample/test1.zip, or Kaggle's data/raw/dogs-vs-cats.zip")
 
 
 class Mnist(Training):
@@ -209,7 +258,7 @@ def problems(params):
         for error in e.errors(include_url=False):
             # Union and Literal errors name each alternative; the key is the part before them.
             key = ".".join(str(part) for part in error["loc"]
-                           if not str(part).startswith(("int", "float", "literal", "function")))
+                           if not str(part).startswith(("int", "float", "literal", "function", "constrained-")))
             if error["type"] == "missing":
                 found[key] = f"{key}: missing"
             elif error["type"] == "extra_forbidden":

@@ -23,7 +23,8 @@ from dogs_vs_cats.augment import augmentation  # noqa: E402
 from dogs_vs_cats.catalog import CLASS_FOLDERS, CLASSES  # noqa: E402
 from dogs_vs_cats.errors import StageError  # noqa: E402
 from dogs_vs_cats.images import list_images, load_image  # noqa: E402
-from dogs_vs_cats.outputs import atomic_file  # noqa: E402
+from dogs_vs_cats.nets import all_layers  # noqa: E402
+from dogs_vs_cats.outputs import atomic_dir, atomic_file  # noqa: E402
 
 LAST_CONV = "block5_conv3"
 
@@ -57,19 +58,10 @@ def normalise(array):
     return (array - array.min()) / span if span > 0 else np.zeros_like(array)
 
 
-def _layers(model):
-    """The layers of a Sequential model, nested Sequentials expanded."""
-    for layer in model.layers:
-        if isinstance(layer, keras.Sequential):
-            yield from _layers(layer)
-        else:
-            yield layer
-
-
 def without_sigmoid(classifier):
     """`classifier` (a Sequential ending in Dense(1, sigmoid), possibly inside a nested
     Sequential) with the same weights, giving the logit instead of the probability."""
-    layers = list(_layers(classifier))
+    layers = [layer for layer in all_layers(classifier) if not isinstance(layer, keras.Model)]  # nested ones expanded
     last = layers[-1]
     linear = last.__class__.from_config({**last.get_config(), "activation": "linear", "name": f"{last.name}_logit"})
     model = keras.Sequential([keras.Input(classifier.input_shape[1:]), *layers[:-1], linear])
@@ -143,14 +135,31 @@ def most_wrong(predictions_file, test_dir, count, size):
 
 
 def visualize(model_file, predictions_file, split_dir, output_dir, size, augment, settings):
-    """Every picture of the chapter for the fine-tuned model at `model_file`, into `output_dir`.
+    """Every picture of the chapter for the fine-tuned model at `model_file`, into `output_dir`;
+    return the paths of the pictures drawn.
 
     `size` is image.size, `augment` the augment section, `settings` the visualize section.
+    The folder is replaced as a whole once every picture is drawn: it holds exactly this
+    run's pictures (none of layers no longer configured, no file dropped there), and a
+    failed run leaves the previous folder as it was.
     """
     model_file, output_dir = Path(model_file), Path(output_dir)
     if not model_file.is_file():
         raise StageError(f"{model_file} not found: run `dvc repro finetune` first")
-    settings = dict(settings)
+    with atomic_dir(output_dir) as tmp:
+        drawn = _draw(model_file, predictions_file, split_dir, tmp, size, augment, dict(settings))
+    return [output_dir / path.name for path in drawn]
+
+
+def _draw(model_file, predictions_file, split_dir, output_dir, size, augment, settings):
+    """visualize's pictures, drawn into `output_dir`: the paths written."""
+    drawn = []
+
+    def save(figure, name):
+        save_figure(figure, output_dir / name)
+        if output_dir / name not in drawn:  # a layer named twice is one picture
+            drawn.append(output_dir / name)
+
     model = keras.models.load_model(model_file)
     preprocess, base, head = model_parts(model, model_file)
     test_paths, test_labels = list_images("test", split_dir)
@@ -160,21 +169,21 @@ def visualize(model_file, predictions_file, split_dir, output_dir, size, augment
     layers = augmentation(augment, seed=settings["seed"])
     augmented = [to_uint8(image[0])] + [to_uint8(layers(image, training=True)[0])
                                         for _ in range(settings["augmentations"])]
-    save_figure(
-        grid(augmented, ["original"] + [f"augmented {i + 1}" for i in range(len(augmented) - 1)], columns=4, size=2.2),
-        output_dir / "augmentation.png",
-    )
+    save(grid(augmented, ["original"] + [f"augmented {i + 1}" for i in range(len(augmented) - 1)], columns=4,
+              size=2.2), "augmentation.png")
 
     images, titles = most_wrong(predictions_file, Path(split_dir) / "test", settings["most_wrong"], size)
-    save_figure(grid(images, titles, columns=4, size=2.2), output_dir / "most_wrong.png")
+    save(grid(images, titles, columns=4, size=2.2), "most_wrong.png")
 
     test_image = load_image(test_paths[settings["image"] % len(test_paths)], size)[None]
     activation_model = keras.Model(base.input, [base.get_layer(name).output for name in settings["layers"]])
-    for name, activation in zip(settings["layers"], activation_model(preprocess(test_image))):
+    activations = activation_model(preprocess(test_image))
+    if not isinstance(activations, (list, tuple)):  # a model of one output returns it, not a list of one
+        activations = [activations]
+    for name, activation in zip(settings["layers"], activations):
         channels = activation[0].numpy()[..., : settings["channels"]]
         maps = [normalise(channels[..., c]) for c in range(channels.shape[-1])]
-        save_figure(grid(maps, [f"{name} #{c}" for c in range(len(maps))], cmap="viridis"),
-                    output_dir / f"activations_{name}.png")
+        save(grid(maps, [f"{name} #{c}" for c in range(len(maps))], cmap="viridis"), f"activations_{name}.png")
 
     # The same weights at the patterns' own size (conv weights do not depend on it).
     resized = keras.applications.VGG16(
@@ -185,9 +194,7 @@ def visualize(model_file, predictions_file, split_dir, output_dir, size, augment
         layer_model = keras.Model(resized.input, resized.get_layer(name).output)
         patterns = filter_patterns(layer_model, preprocess, settings["filters"], settings["ascent_steps"],
                                    settings["ascent_size"], settings["seed"])
-        save_figure(
-            grid(list(patterns), [f"{name} #{i}" for i in range(len(patterns))]), output_dir / f"filters_{name}.png"
-        )
+        save(grid(list(patterns), [f"{name} #{i}" for i in range(len(patterns))]), f"filters_{name}.png")
 
     feature_model = keras.Sequential(
         [keras.Input(test_image.shape[1:]), preprocess, keras.Model(base.input, base.get_layer(LAST_CONV).output)]
@@ -204,5 +211,5 @@ def visualize(model_file, predictions_file, split_dir, output_dir, size, augment
     overlays = [
         to_uint8(0.6 * image + 0.4 * 255 * plt.cm.jet(heatmap)[..., :3]) for image, heatmap in zip(chosen, heatmaps)
     ]
-    save_figure(grid(overlays, titles, columns=min(4, len(overlays)), size=2.2), output_dir / "gradcam.png")
-    return sorted(output_dir.glob("*.png"))
+    save(grid(overlays, titles, columns=min(4, len(overlays)), size=2.2), "gradcam.png")
+    return drawn

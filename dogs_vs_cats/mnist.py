@@ -38,6 +38,13 @@ def load_mnist(path):
         if images.ndim != 3 or images.shape[1:] != (28, 28) or len(images) != len(labels) or not len(images):
             raise StageError(f"mnist.npz {path}: x_{name} must be N x 28 x 28 with N labels in y_{name}, "
                              f"got {images.shape} and {labels.shape}")
+        # Keras' pixels are uint8 0..255 and the model rescales by 1/255: floats in 0..1
+        # would train on images 255 times too dark, without an error.
+        if images.dtype.kind not in "ui" or (images.size and (images.min() < 0 or images.max() > 255)):
+            low, high = (images.min(), images.max()) if images.size else (0, 0)
+            raise StageError(f"mnist.npz {path}: x_{name} holds {images.dtype} values ({low:.3g} to {high:.3g}), "
+                             f"not Keras' 8-bit pixels 0..255: save them as uint8 (x * 255 for 0..1), or copy "
+                             f"Keras' mnist.npz again")
         bad = labels[~np.isin(labels, np.arange(10))]
         if len(bad):  # TensorFlow's loss would fail deep inside training, or learn from garbage
             raise StageError(f"mnist.npz {path}: y_{name} holds {len(bad)} labels that are not digits 0-9 "

@@ -9,7 +9,6 @@ import numpy as np
 from dogs_vs_cats.catalog import WEIGHTS_FILE
 from dogs_vs_cats.errors import not_a_file, StageError
 
-SMALL_CONVNET_MIN_SIZE = 46  # four 3x3 convolutions, each followed by halving
 VGG16_MEAN_BGR = (103.939, 116.779, 123.68)  # keras.applications.vgg16.preprocess_input's ImageNet mean
 
 
@@ -103,7 +102,10 @@ def split_at(base, layer_name):
 
 
 def unfreeze_from(base, layer_name):
-    """Make `layer_name` and every layer after it trainable, the rest frozen."""
+    """Make `layer_name` and every layer after it trainable, the rest frozen (None: all frozen)."""
+    if layer_name is None:
+        base.trainable = False
+        return
     names = [layer.name for layer in base.layers]
     base.trainable = True
     for layer in base.layers[: names.index(layer_name)]:
@@ -114,10 +116,8 @@ def small_convnet(size, dropout=0.0):
     """Listing 5.5 (and, with dropout, 5.13): four conv/max-pool blocks, Dense 512, Dense 1.
 
     Rescaling(1/255) is the book's ImageDataGenerator(rescale=1./255), inside the model.
+    `size` is at least 46 (the schema checks image.size).
     """
-    if size < SMALL_CONVNET_MIN_SIZE:
-        raise StageError(f"params.yaml: image.size is {size}; "
-                         f"the small convnet needs at least {SMALL_CONVNET_MIN_SIZE}")
     layers = [keras.Input((size, size, 3)), keras.layers.Rescaling(1 / 255)]
     for filters in (32, 64, 128, 128):
         layers += [keras.layers.Conv2D(filters, 3, activation="relu"), keras.layers.MaxPooling2D(2)]
@@ -155,7 +155,8 @@ def mnist_convnet():
 
 def load_head(path, feature_shape):
     """The dense head saved at `path` (train_head's model, or the `head` layer of
-    features_augmented's), checked to take features of `feature_shape`."""
+    features_augmented's), checked to take features of `feature_shape`, and in the dtype
+    policy of the models built around it (saved models are float32: see `recast`)."""
     path = Path(path)
     if not path.is_file():
         raise StageError(f"{path} not found: run `dvc repro` for the stage that trains it first")
@@ -165,4 +166,32 @@ def load_head(path, feature_shape):
     if tuple(head.input_shape[1:]) != tuple(feature_shape):
         raise StageError(f"{path} takes features of shape {head.input_shape[1:]}, but the conv base gives "
                          f"{feature_shape} at this image.size: run `dvc repro` to rebuild it")
-    return head
+    return recast(head, keras.config.dtype_policy().name)
+
+
+def recast(model, policy):
+    """A copy of `model` with the same weights, every layer under the dtype policy `policy`.
+
+    Models are saved in float32, so that one trained in bfloat16 predicts the same way on
+    every machine; a stage that trains a saved model further recasts it to its own precision.
+    """
+    if all(layer.dtype_policy.name == policy for layer in all_layers(model)):
+        return model
+
+    def rebuild(layer):
+        config = layer.get_config()
+        if isinstance(layer, keras.layers.Layer):  # not an op such as preprocessing's keras.ops.flip
+            config["dtype"] = policy
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=rebuild, recursive=True)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def all_layers(model):
+    """Every layer of `model`, those of nested models included, outermost first."""
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from all_layers(layer)

@@ -2,16 +2,25 @@
 before the work, and sweeping what killed runs left behind."""
 
 import contextlib
+import errno
 import json
 import os
 import re
+import secrets
 import shutil
+import stat
 from pathlib import Path
 
 from dogs_vs_cats.errors import StageError
 
-# What atomic_file and atomic_dir leave behind when a process is killed before it cleans up.
-DEBRIS = re.compile(r"\.(tmp|old)-(\d+)-")
+# The temporaries atomic_file and atomic_dir make beside a target (and a killed process
+# leaves behind): a prefix no user would choose, the writer's pid, a random token, then
+# the target's own name, last so that its suffix stays (Keras insists on `.keras`).
+PREFIX = ".~dogs-vs-cats-"
+DEBRIS = re.compile(re.escape(PREFIX) + r"(tmp|old)-(\d{1,9})-[0-9a-f]{8}-(.+)", re.DOTALL)
+# A full disk, a quota or a file size limit: a resource to free, not a broken input.
+NO_SPACE = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+            errno.EFBIG: "file too large for its file system (or `ulimit -f`)"}
 
 
 def check_writable(outputs):
@@ -27,23 +36,28 @@ def check_writable(outputs):
                              f"make it writable (chmod u+w {blocked[0]}) and run again")
 
 
-def sweep_debris(roots):
-    """Remove the temporaries of killed runs under `roots`: `.tmp-<pid>-*` and `.old-<pid>-*`
-    entries whose process is gone (those of a live process, such as a stage running beside
-    this one, stay)."""
-    for root in map(Path, roots):
-        if not root.is_dir():
-            continue
-        for folder, dirs, files in os.walk(root):
-            for name in dirs + files:
-                match = DEBRIS.match(name)
-                if match and not _alive(int(match.group(2))):
-                    path = Path(folder) / name
-                    if path.is_dir() and not path.is_symlink():
-                        shutil.rmtree(path, ignore_errors=True)
-                    else:
-                        path.unlink(missing_ok=True)
-            dirs[:] = [d for d in dirs if not DEBRIS.match(d)]
+def sweep_debris(outputs):
+    """Remove what killed runs left while writing `outputs`: in each output's folder, the
+    temporaries named after that output, and in a folder output, any temporary, when the
+    pid in the name is no live process (a stage running beside this one keeps its own).
+    Not recursive, and only names of DEBRIS's pattern: nothing a user made is touched."""
+    for output in map(Path, outputs):
+        places = [(output.parent, output.name)]
+        if output.is_dir() and not output.is_symlink():
+            places.append((output, None))  # what atomic_file wrote into the folder
+        for folder, name in places:
+            try:
+                entries = list(os.scandir(folder))
+            except OSError:  # missing or unreadable: nothing of ours there
+                continue
+            for entry in entries:
+                match = DEBRIS.fullmatch(entry.name)
+                if not match or (name is not None and match.group(3) != name) or _alive(int(match.group(2))):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    Path(entry.path).unlink(missing_ok=True)
 
 
 def _alive(pid):
@@ -58,20 +72,65 @@ def _alive(pid):
     return True
 
 
-def _temp_name(target: Path) -> Path:
-    # Same folder (so the rename is atomic) and same suffix (Keras insists on `.keras`).
-    return target.with_name(f".tmp-{os.getpid()}-{target.name}")
+def _temp_name(target: Path, kind="tmp") -> Path:
+    # Same folder (so the rename is atomic); the pid says whose it is, the token keeps two
+    # writers of one process apart.
+    return target.with_name(f"{PREFIX}{kind}-{os.getpid()}-{secrets.token_hex(4)}-{target.name}")
+
+
+@contextlib.contextmanager
+def _full_disk_is_one_line(target):
+    """A full disk, a quota or a file size limit while writing `target`: one line naming it."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in NO_SPACE:
+            raise
+        raise StageError(f"{NO_SPACE[e.errno]} writing {target}: free space and run again") from None
+
+
+def write_target(target):
+    """Where a write to `target` goes: ("file", path) to replace atomically, following a
+    symbolic link to what it names (the link stays a link), or ("stream", path) for a
+    character device or FIFO (/dev/stdout, /dev/null), which is written into. StageError
+    for anything else (a folder, a socket) and for a path that cannot be looked at."""
+    target = Path(target)
+    try:
+        mode = os.stat(target).st_mode  # follows links
+    except FileNotFoundError:
+        mode = None  # missing, or a link to a missing file: written where the link points
+    except OSError as e:  # a link loop, a file where a folder should be
+        raise StageError(f"{target} cannot be written ({e.strerror}): give another path") from None
+    if mode is not None and (stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)):
+        return "stream", target
+    if mode is not None and not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
+        raise StageError(f"{target} is {kind}, not a file it can replace: give the path of a file")
+    if target.is_symlink():
+        real = Path(os.path.realpath(target))
+        # DVC's checkout with cache.type symlink links an output into its cache: a new
+        # version replaces that link, never the cached copy.
+        if not (re.fullmatch(r"[0-9a-f]{2}", real.parent.name) and re.fullmatch(r"[0-9a-f]{30}", real.name)):
+            return "file", real
+    return "file", target
 
 
 @contextlib.contextmanager
 def atomic_file(target):
-    """Yield a temporary path; on success it replaces `target` in one rename."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_name(target)
+    """Yield a temporary path; on success it replaces `target` in one rename. A device or
+    FIFO is written into instead (its own path is yielded); a link's target is replaced.
+    A full disk is one line naming `target`, and nothing half-written stays."""
+    kind, path = write_target(target)
+    if kind == "stream":
+        with _full_disk_is_one_line(target):
+            yield path
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_name(path)
     try:
-        yield tmp
-        os.replace(tmp, target)
+        with _full_disk_is_one_line(target):
+            yield tmp
+            os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -82,18 +141,36 @@ def atomic_dir(target):
     """Yield an empty temporary folder; on success it takes the place of `target`."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_name(target)
-    old = target.with_name(f".old-{os.getpid()}-{target.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp, old = _temp_name(target), _temp_name(target, "old")
     tmp.mkdir()
     try:
-        yield tmp
-        if target.exists():
-            os.replace(target, old)
-        os.replace(tmp, target)
+        with _full_disk_is_one_line(target):
+            yield tmp
+            if target.exists():
+                os.replace(target, old)
+            os.replace(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged_files(folder):
+    """Yield an empty temporary folder beside `folder`; on success each file written there
+    replaces its namesake in `folder` (the folder's other files stay): outputs that are
+    several files change together, or not at all."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_name(folder)
+    tmp.mkdir()
+    try:
+        with _full_disk_is_one_line(folder):
+            yield tmp
+            folder.mkdir(exist_ok=True)
+            for file in sorted(tmp.iterdir()):
+                os.replace(file, folder / file.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_json(path, data):

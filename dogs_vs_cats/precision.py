@@ -81,32 +81,3 @@ def precision_policy(precision, name="features.precision"):
         yield
     finally:
         keras.config.set_dtype_policy(previous)
-
-
-def recast(model, policy):
-    """A copy of `model` with the same weights, every layer under the dtype policy `policy`.
-
-    Models are saved in float32, so that one trained in bfloat16 predicts the same way on
-    every machine; a stage that trains a saved model further recasts it to its own precision.
-    """
-    if all(layer.dtype_policy.name == policy for layer in _all_layers(model)):
-        return model
-
-    def rebuild(layer):
-        config = layer.get_config()
-        if isinstance(layer, keras.layers.Layer):  # not an op such as preprocessing's keras.ops.flip
-            config["dtype"] = policy
-        return layer.__class__.from_config(config)
-
-    copy = keras.models.clone_model(model, clone_function=rebuild, recursive=True)
-    copy.set_weights(model.get_weights())
-    return copy
-
-
-def _all_layers(model):
-    for layer in model.layers:
-        yield layer
-        if isinstance(layer, keras.Model):
-            yield from _all_layers(layer)
-
-

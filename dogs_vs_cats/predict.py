@@ -9,6 +9,7 @@ The command line is `dogs_vs_cats.cli` (`python -m stages.predict`, `dogs-vs-cat
 """
 
 import csv
+import errno
 import os
 import sys
 import zipfile
@@ -87,7 +88,7 @@ def load_classifier(model):
     return classifier
 
 
-def _folder_images(folder):
+def folder_images(folder):
     """(path, None) for every image file under `folder`, or (path, why) for an image name
     that is no readable file (a FIFO, a broken link). Linked folders are followed, each
     real folder once (a link loop ends); temporaries of this or another run (`--out`
@@ -101,12 +102,23 @@ def _folder_images(folder):
         seen.add(real)
         for name in files:
             path = Path(root) / name
-            if path.suffix.lower() not in IMAGE_SUFFIXES or DEBRIS.match(name):
+            if path.suffix.lower() not in IMAGE_SUFFIXES or DEBRIS.fullmatch(name):
                 continue
-            why = (None if path.is_file() else "a broken link" if not path.exists()
-                   else "not a regular file (a FIFO or a device)")
-            found.append((path, why))
+            found.append((path, None if path.is_file() else _not_readable(path)))
     return sorted(found)
+
+
+def _not_readable(path):
+    """Why `path`, an image name that is no regular file, cannot be read."""
+    try:
+        path.stat()
+    except FileNotFoundError:
+        return "a broken link (what it points to does not exist)"
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "a symbolic link loop (the link points back to itself)"
+        return f"unreadable ({e.strerror})"
+    return "not a regular file (a FIFO or a device)"
 
 
 def _zip_images(archive):
@@ -127,7 +139,7 @@ def count_sources(paths):
     total = 0
     for path in map(Path, paths):
         if path.is_dir():
-            total += len(_folder_images(path))
+            total += len(folder_images(path))
         elif path.suffix.lower() == ".zip" and path.is_file():  # a FIFO would block
             try:
                 with zipfile.ZipFile(path) as archive:
@@ -144,7 +156,7 @@ def image_sources(paths):
     in order, read one at a time as they are asked for."""
     for path in map(Path, paths):
         if path.is_dir():
-            for file, why in _folder_images(path):
+            for file, why in folder_images(path):
                 yield (str(file), None, why) if why else read_source(str(file), partial(_read_file, file))
         elif path.suffix.lower() == ".zip" and path.is_file():  # a FIFO would block
             yield from _zip_sources(path)

@@ -1,8 +1,10 @@
 """The split: train/validation/test images per class picked from an archive, in the
 book's layout `<output>/{train,validation,test}/{cats,dogs}/`. Each chosen image is decoded
-once; a bad one is skipped, reported and replaced by the next index."""
+once and written as soon as it is checked, so memory does not grow with the archive; a bad
+one is skipped, reported and replaced by the next index."""
 
 import random
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import PurePosixPath
 
@@ -12,6 +14,10 @@ from dogs_vs_cats.archives import BadImage, check_image, list_candidates, open_a
 from dogs_vs_cats.catalog import CLASS_FOLDERS, CLASSES, IMAGE_NAME, SPLITS
 from dogs_vs_cats.errors import StageError
 from dogs_vs_cats.outputs import atomic_dir, write_json
+
+CHUNK = 256  # members read and checked together (in parallel)
+# Kaggle's unlabelled test set: test1.zip's members, or test1.zip inside the competition zip.
+KAGGLE_TEST_SET = re.compile(r"(.*/)?test1(/[0-9]+\.jpg|\.zip)")
 
 
 def _check_member(read_result):
@@ -24,37 +30,59 @@ def _check_member(read_result):
         return None, None, str(e)
 
 
-def choose_images(archive, infos, needed, pool, progress):
-    """Walk `infos` in order, keeping the first `needed` that decode; report the rest."""
-    chosen, skipped, converted = [], [], []
-    position = 0
-    while len(chosen) < needed and position < len(infos):
-        batch = infos[position: position + needed - len(chosen)]
-        position += len(batch)
+def usable_images(archive, infos, pool):
+    """Yield (info, data, note) for every member of `infos` that decodes, in order, and
+    (info, None, reason) for every one that does not; members are read a chunk at a time."""
+    for position in range(0, len(infos), CHUNK):
+        chunk = infos[position:position + CHUNK]
         raw = []
-        for info in batch:
+        for info in chunk:
             try:
                 raw.append((read_member(archive, info), None))
             except BadImage as e:
                 raw.append((None, str(e)))
         with quiet_bomb_warnings():
             checked = list(pool.map(_check_member, raw))
-        for info, (data, note, error) in zip(batch, checked):
-            if error:
-                skipped.append({"member": info.filename, "reason": error})
-                continue
-            if note:
-                converted.append({"member": info.filename, "reason": note})
-            chosen.append((info, data))
-            progress.update(1)
-    return chosen, skipped, converted
+        for info, (data, note, error) in zip(chunk, checked):
+            yield (info, None, error) if error else (info, data, note)
+
+
+def split_of(position, counts):
+    """The split that takes a class's `position`-th usable image (0-based), or None when
+    every split is full. Numeric counts take train, validation, test one after the other;
+    `train: all` puts validation and test at `holdout_from` and every other image in train."""
+    validation, test = counts["validation"], counts["test"]
+    start = counts.get("holdout_from", 0) if counts["train"] == "all" else counts["train"]
+    if position < start:
+        return "train"
+    if position < start + validation:
+        return "validation"
+    if position < start + validation + test:
+        return "test"
+    return "train" if counts["train"] == "all" else None
+
+
+def images_needed(counts):
+    """Usable images each class must have for `counts`."""
+    held_out = counts["validation"] + counts["test"]
+    if counts["train"] == "all":
+        return counts.get("holdout_from", 0) + held_out + 1  # at least one training image
+    return counts["train"] + held_out
+
+
+def reason_kind(reason):
+    """The kind of a skip reason, to count members by: the words before its details
+    ("too large: Image size (...) exceeds ..." -> "too large", "duplicate of X" -> "duplicate")."""
+    if reason.startswith("duplicate of "):
+        return "duplicate"
+    return re.split(r": | \(", reason, maxsplit=1)[0]
 
 
 def why_unusable(skipped, ignored):
     """What was not usable, by reason, with an example of each: part of a one-line error."""
     groups = {}
     for item in skipped:
-        groups.setdefault(item["reason"].split(" (")[0], []).append(item["member"])
+        groups.setdefault(reason_kind(item["reason"]), []).append(item["member"])
     parts = [f"{len(members)} {reason} (e.g. {members[0]})" for reason, members in groups.items()]
     if ignored:
         parts.append(f"{len(ignored)} members ignored: names not like train/cat.<n>.jpg or train/dog.<n>.jpg "
@@ -62,40 +90,61 @@ def why_unusable(skipped, ignored):
     return "; " + "; ".join(parts) if parts else ""
 
 
+def write_class(archive, infos, kind, folder, counts, pool, tmp, summary, progress):
+    """Write one class's chosen images into `tmp`; the number of usable images found."""
+    position = 0
+    for info, data, note in usable_images(archive, infos, pool):
+        name = split_of(position, counts)
+        if name is None:
+            break
+        progress.update(1)
+        if data is None:
+            summary["skipped"].append({"member": info.filename, "reason": note})
+            continue
+        if note:
+            summary["converted"].append({"member": info.filename, "reason": note})
+        index = IMAGE_NAME.fullmatch(PurePosixPath(info.filename).name).group(2)
+        # The output name is rebuilt from the parsed class and index, never taken from the
+        # archive, so no member name can point outside data/split.
+        (tmp / name / folder / f"{kind}.{index}.jpg").write_bytes(data)
+        summary["counts"][name][folder] += 1
+        position += 1
+    return position
+
+
 def make_split(archive_path, counts, order="book", seed=0, *, output, report):
     """Write the split to the folder `output` and its report to `report`; `counts` (the
-    `split` section, or a mapping) gives each split's images per class."""
+    `split` section, or a mapping) gives each split's images per class, `train: all` every
+    usable image outside validation and test."""
     counts = dict(counts)
-    needed = sum(counts[name] for name in SPLITS)
-    summary = {"counts": {}, "order": order, "seed": seed, "skipped": [], "converted": []}
-    with open_archive(archive_path) as archive, atomic_dir(output) as tmp, \
-            ThreadPoolExecutor() as pool, tqdm(total=2 * needed, desc="split", unit="img") as progress:
+    needed = images_needed(counts)
+    summary = {"counts": {name: {folder: 0 for folder in CLASS_FOLDERS} for name in SPLITS},
+               "order": order, "seed": seed, "skipped": [], "converted": []}
+    with open_archive(archive_path) as archive, atomic_dir(output) as tmp, ThreadPoolExecutor() as pool:
         candidates, summary["skipped"], ignored = list_candidates(archive)
-        for kind, folder in zip(CLASSES, CLASS_FOLDERS):
-            infos = [candidates[kind][i] for i in sorted(candidates[kind])]
-            if order == "random":
-                random.Random(f"{seed}-{kind}").shuffle(infos)
-            chosen, skipped, converted = choose_images(archive, infos, needed, pool, progress)
-            summary["skipped"] += skipped
-            summary["converted"] += converted
-            if len(chosen) < needed:
-                raise StageError(
-                    f"data.archive {archive_path} has {len(chosen)} usable {kind} images"
-                    f"{why_unusable(summary['skipped'], ignored)}; "
-                    f"split.train + split.validation + split.test asks for {needed}: "
-                    f"lower those counts in params.yaml or use a larger archive")
-            start = 0
-            for name in SPLITS:
-                folder_path = tmp / name / folder
-                folder_path.mkdir(parents=True, exist_ok=True)
-                for info, data in chosen[start: start + counts[name]]:
-                    index = IMAGE_NAME.fullmatch(PurePosixPath(info.filename).name).group(2)
-                    # The output name is rebuilt from the parsed class and index, never taken
-                    # from the archive, so no member name can point outside data/split.
-                    (folder_path / f"{kind}.{index}.jpg").write_bytes(data)
-                summary["counts"].setdefault(name, {})[folder] = counts[name]
-                start += counts[name]
-        summary["total"] = 2 * needed
+        total = sum(len(members) for members in candidates.values())
+        if counts["train"] != "all":
+            total = min(total, 2 * needed)
+        for name in SPLITS:
+            for folder in CLASS_FOLDERS:
+                (tmp / name / folder).mkdir(parents=True)
+        with tqdm(total=total, desc="split", unit="img", mininterval=2) as progress:
+            for kind, folder in zip(CLASSES, CLASS_FOLDERS):
+                infos = [candidates[kind][i] for i in sorted(candidates[kind])]
+                if order == "random":
+                    random.Random(f"{seed}-{kind}").shuffle(infos)
+                found = write_class(archive, infos, kind, folder, counts, pool, tmp, summary, progress)
+                if found < needed:
+                    asked = ("split.holdout_from + split.validation + split.test (+ 1 to train on)"
+                             if counts["train"] == "all" else "split.train + split.validation + split.test")
+                    advice = "lower those counts in params.yaml or use a larger archive"
+                    if not found and any(KAGGLE_TEST_SET.fullmatch(name) for name in ignored):
+                        advice = ("it holds Kaggle's test set (test1/<id>.jpg, unlabelled: submission.archive's "
+                                  "input): point data.archive at train.zip or the competition's dogs-vs-cats.zip")
+                    raise StageError(
+                        f"data.archive {archive_path} has {found} usable {kind} images"
+                        f"{why_unusable(summary['skipped'], ignored)}; {asked} asks for {needed}: {advice}")
+        summary["total"] = sum(sum(per_class.values()) for per_class in summary["counts"].values())
         summary["ignored"] = {"count": len(ignored), "examples": ignored[:10]}
         summary["skipped_count"] = len(summary["skipped"])
         summary["converted_count"] = len(summary["converted"])

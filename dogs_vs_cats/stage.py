@@ -4,6 +4,7 @@ clean interruptions, outputs checked to be writable before the work."""
 
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -73,36 +74,62 @@ def run(main, inputs=(), outputs=()):
         sys.exit(2)
     paths = [Path(arg) for arg in given]
     written = paths[len(inputs):]
+    # Replace the start-up handlers of stages/__init__.py: from here on an interruption
+    # removes temporaries and restores (below), as any error does.
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         _main(main, paths, written)
     except BaseException as e:
         if not (isinstance(e, SystemExit) and not e.code):
-            _restore_under_dvc()
+            restore_under_dvc()
         raise
 
 
-def _restore_under_dvc():
+def restore_under_dvc():
     """Under `dvc repro` (DVC_STAGE set), a failed or interrupted stage finds its outputs
-    already deleted by DVC: put back the cached ones (docs/real-data.md#what-survives-what)."""
-    name = os.environ.get("DVC_STAGE")
-    if not name:
+    already deleted by DVC: put back the cached ones (docs/real-data.md#what-survives-what).
+    Also run, in a process of its own, by a signal during a stage's start-up (stages/__init__.py)."""
+    name = os.environ.get("DVC_STAGE", "").split(":")[-1]
+    # `check`'s one output is persistent (DVC never deletes it) and the same bytes whenever
+    # check passes: nothing to put back.
+    if not name or name == "check":
         return
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the restore short
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    root = os.environ.get("DVC_ROOT", ".")
     try:
-        restored, lost = restore_from_dvc_cache(name.split(":")[-1], os.environ.get("DVC_ROOT", "."))
-    except Exception as e:  # the stage's own error is the one to see
-        restored, lost = [], [f"({type(e).__name__}: {str(e)[:100]})"]
+        restored, lost = restore_from_dvc_cache(name, root)
+    except Exception as e:  # the stage's own error is the one to see: this is one line after it
+        reason = (str(e).splitlines() or [""])[0]
+        print(f"could not restore the outputs DVC deleted ({type(e).__name__}: {reason}): "
+              f"`dvc checkout`, or `dvc repro {name}` makes them again", file=sys.stderr)
+        return
     if restored:
         print(f"restored the previous {', '.join(restored)} from the DVC cache", file=sys.stderr)
-    if lost:
-        print(f"could not restore {', '.join(lost)}: `dvc checkout` or `git checkout` them", file=sys.stderr)
+    in_git = _tracked_by_git(lost, root)
+    if in_git:
+        print(f"could not restore {', '.join(in_git)} (not cached by DVC): `git checkout {' '.join(in_git)}`",
+              file=sys.stderr)
+    others = [path for path in lost if path not in in_git]
+    if others:  # a fresh clone's cache is empty: `dvc checkout` has nothing to bring back
+        print(f"could not restore {', '.join(others)} (not in this machine's DVC cache): `dvc pull` them from "
+              f"the remote, or `dvc repro {name}` makes them again", file=sys.stderr)
+
+
+def _tracked_by_git(paths, root):
+    """Those of `paths` that git tracks (`git checkout` brings them back)."""
+    try:
+        listed = subprocess.run(["git", "ls-files", "-z", "--", *paths], cwd=root, capture_output=True, text=True,
+                                timeout=30).stdout.split("\0") if paths else []
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [path for path in paths if path in listed or any(name.startswith(f"{path}/") for name in listed)]
 
 
 def _main(main, paths, written):
     try:
-        sweep_debris({path.parent for path in written})
+        sweep_debris(written)
         check_writable(written)
         main(*paths)
     except StageError as e:

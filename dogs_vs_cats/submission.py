@@ -18,6 +18,29 @@ from dogs_vs_cats.predict import classify, load_classifier, read_source
 TEST_NAME = re.compile(r"(0|[1-9][0-9]*)\.jpg")  # test1/<id>.jpg
 UNREADABLE = 0.5  # what an image that cannot be read gets: no information, log loss ln 2
 SHOWN = 20  # ignored images named one per line; the rest counted
+KAGGLE_TEST_IDS = 12_500  # the competition's test1.zip: ids 1..12500, each one scored
+
+
+def id_gap(ids):
+    """The ids a submission lacks, as a phrase ("no id missing of 1..12500", "3 ids missing
+    of 1..12500: 7, 100-101"): ids run from 1 to the highest, or to Kaggle's 12,500 when
+    more than half of those are there (the competition's test set with its last ids lost)."""
+    ids = set(ids)
+    top = max(ids, default=0)
+    if top <= KAGGLE_TEST_IDS < 2 * len(ids):
+        top = KAGGLE_TEST_IDS
+    missing = sorted(set(range(1, top + 1)) - ids)
+    if not missing:
+        return f"no id missing of 1..{top}"
+    runs = []  # consecutive ids as one range
+    for image_id in missing:
+        if runs and runs[-1][1] == image_id - 1:
+            runs[-1][1] = image_id
+        else:
+            runs.append([image_id, image_id])
+    shown = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs[:SHOWN])
+    more = f" and {len(runs) - SHOWN} more ranges" if len(runs) > SHOWN else ""
+    return f"{len(missing)} id{'s' if len(missing) > 1 else ''} missing of 1..{top}: {shown}{more}"
 
 
 def test_members(archive):

@@ -5,8 +5,12 @@ A stage's params section (typed, from `config.load_params`, or a plain mapping o
 keys) comes in as `params`; it was checked when params.yaml was loaded."""
 
 import contextlib
+import json
 import math
+import os
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,35 +20,85 @@ import keras
 import numpy as np
 from dvclive import Live
 from dvclive.keras import DVCLiveCallback
+from tqdm import tqdm
 
 from dogs_vs_cats.augment import augmentation
 from dogs_vs_cats.catalog import SPLIT_DIR
+from dogs_vs_cats.errors import StageError
 from dogs_vs_cats.images import list_images, load_image, load_images
-from dogs_vs_cats.nets import count_trainable
+from dogs_vs_cats.nets import count_trainable, recast
 from dogs_vs_cats.outputs import atomic_dir, atomic_file, write_json
-from dogs_vs_cats.precision import precision_policy, recast, resolve_precision
+from dogs_vs_cats.precision import precision_policy, resolve_precision
 
 
 def seed_everything(seed):
     keras.utils.set_random_seed(seed)
 
 
+MULTI_WORKER_HELP = ("set TF_CONFIG on every worker before running the stage's cmd, e.g. TF_CONFIG="
+                     "'{\"cluster\": {\"worker\": [\"host1:12345\", \"host2:12345\"]}, "
+                     "\"task\": {\"type\": \"worker\", \"index\": 0}}' with index 0 on the chief, "
+                     "1 on the next machine (docs/scaling-out.md)")
+
+
+def cluster_spec(stage):
+    """TF_CONFIG's workers and this process's index, checked: StageError saying what to set."""
+    raw = os.environ.get("TF_CONFIG", "")
+    where = f"{stage}.distribute is multi_worker"
+    if not raw.strip():
+        raise StageError(f"{where} but TF_CONFIG is not set: {MULTI_WORKER_HELP}")
+    try:
+        config = json.loads(raw)
+        workers, task = config["cluster"]["worker"], config["task"]
+        index = int(task["index"])
+    except (ValueError, KeyError, TypeError):
+        raise StageError(f"{where} but TF_CONFIG is not a cluster of workers and a task: {MULTI_WORKER_HELP}") from None
+    if task.get("type") != "worker" or not 0 <= index < len(workers) or set(config["cluster"]) != {"worker"}:
+        raise StageError(f"{where} but TF_CONFIG's task is {task} for workers {workers}: {MULTI_WORKER_HELP}")
+    return workers, index
+
+
 @contextlib.contextmanager
-def distributed(stage, params):
-    """Build and train inside the tf.distribute strategy of the stage's `distribute` param.
+def training_scope(stage, params):
+    """Build and train inside this block: every random generator seeded with the stage's
+    `seed` (Python, NumPy, TensorFlow, Keras), and the tf.distribute strategy of its
+    `distribute` param entered.
 
     none: TensorFlow's default, one device. mirrored: MirroredStrategy, one replica per
-    local GPU (the CPU when there is none), weights kept in sync after every batch;
-    `batch_size` is then the global batch, split evenly across the replicas.
+    local GPU (the CPU when there is none), weights kept in sync after every batch.
+    multi_worker: MultiWorkerMirroredStrategy over the machines TF_CONFIG lists, each running
+    the stage's own cmd; `train` then runs its own training step (Keras' fit() cannot run
+    under it) and only the chief, worker 0, writes the outputs. `batch_size` is the global
+    batch, split evenly across the replicas.
     """
     import tensorflow as tf
-    if dict(params)["distribute"] == "mirrored":
+    settings = dict(params)
+    if settings.get("seed") is not None:
+        seed_everything(settings["seed"])
+    distribute = settings["distribute"]
+    if distribute == "multi_worker":
+        workers, index = cluster_spec(stage)
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        print(f"{stage}: MultiWorkerMirroredStrategy over {strategy.num_replicas_in_sync} replica(s) on "
+              f"{len(workers)} workers; this is worker {index}" + (" (the chief: it writes the outputs)" if not index
+                                                                    else " (writes nothing the pipeline tracks)"))
+    elif distribute == "mirrored":
         strategy = tf.distribute.MirroredStrategy()
         print(f"{stage}: MirroredStrategy over {strategy.num_replicas_in_sync} replica(s)")
     else:
         strategy = tf.distribute.get_strategy()
     with strategy.scope():
         yield strategy
+
+
+def multi_worker(strategy):
+    import tensorflow as tf
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def is_chief(strategy):
+    """Whether this process writes the outputs: always, but for workers 1.. under multi_worker."""
+    return not multi_worker(strategy) or strategy.cluster_resolver.task_id == 0
 
 
 def training_precision(stage, params):
@@ -252,6 +306,96 @@ def fit_phases(trainer, data, phases, loss, live, best, schedule):
     return done
 
 
+def replica_slices(strategy, array):
+    """A global batch split across the replicas: replica r takes rows r, r + n, r + 2n, ..."""
+    count = strategy.num_replicas_in_sync
+    if count == 1:
+        return array
+    return strategy.experimental_distribute_values_from_function(
+        lambda context: array[context.replica_id_in_sync_group::count])
+
+
+def training_step(trainer, strategy):
+    """One step on a global batch under `strategy` (Keras' Custom training loops guide, and
+    TensorFlow's multi-worker one): every replica computes the binary cross-entropy of its
+    slice, scaled by the global batch, so the gradients the optimizer sums over the replicas
+    are those of the whole batch, as in fit(). Returns the batch's summed loss and hits."""
+    import tensorflow as tf
+
+    def replica_step(x, y, count):
+        with tf.GradientTape() as tape:
+            p = tf.cast(tf.reshape(trainer(x, training=True), [-1, 1]), "float32")
+            losses = keras.losses.binary_crossentropy(tf.reshape(y, [-1, 1]), p)
+            scaled = tf.reduce_sum(losses) / count
+        variables = trainer.trainable_variables
+        trainer.optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
+        hits = tf.reduce_sum(tf.cast(tf.equal(tf.cast(p[:, 0] > 0.5, "float32"), tf.reshape(y, [-1])), "float32"))
+        return tf.reduce_sum(losses), hits
+
+    @tf.function(reduce_retracing=True)
+    def step(x, y, count):
+        totals = strategy.run(replica_step, args=(x, y, count))
+        return [strategy.reduce("SUM", total, axis=None) for total in totals]
+    return step
+
+
+def validation_logs(predict, data):
+    """val_loss and val_accuracy over the validation set, computed whole on this process
+    (the weights are the same on every worker, so every worker gets the same figures)."""
+    validation, batch_size = data["validation_data"], data.get("validation_batch_size") or 32
+    if isinstance(validation, EpochBatches):
+        batches = (validation[index] for index in range(len(validation)))
+    else:
+        x, y = validation
+        batches = ((np.asarray(x[start:start + batch_size], np.float32), y[start:start + batch_size])
+                   for start in range(0, len(x), batch_size))
+    loss, hits, count = 0.0, 0.0, 0
+    for images, labels in batches:
+        p = np.asarray(predict(images), np.float32).reshape(-1, 1)
+        labels = np.asarray(labels, np.float32).reshape(-1, 1)
+        loss += float(np.sum(keras.ops.convert_to_numpy(keras.losses.binary_crossentropy(labels, p))))
+        hits += float(np.sum((p > 0.5) == (labels > 0.5)))
+        count += len(labels)
+    return {"val_loss": loss / count, "val_accuracy": hits / count}
+
+
+def fit_phases_stepwise(trainer, data, phases, loss, live, best, schedule, strategy):
+    """fit_phases with `training_step` instead of fit(): the same batches, callbacks
+    (learning-rate schedule, DVCLive, the best epoch, early stopping) and epochs, under any
+    strategy, MultiWorkerMirroredStrategy included, where fit() fails (keras-team/keras#20585)."""
+    import tensorflow as tf
+    if loss != "binary_crossentropy":
+        raise StageError(f"distribute: multi_worker trains binary classifiers only, not a model with {loss}")
+    done = 0
+    for phase in phases:
+        if phase.epochs <= 0 or best.stopped:
+            continue
+        compile_phase(trainer, phase, loss)
+        trainer.optimizer.build(trainer.trainable_variables)  # its slots, created under the strategy
+        callbacks = keras.callbacks.CallbackList(phase_callbacks(live, best, data, phase, done, schedule),
+                                                 model=trainer)
+        step, batches = training_step(trainer, strategy), data["x"]
+        predict = tf.function(lambda x: trainer(x, training=False), reduce_retracing=True)
+        trainer.stop_training = False
+        callbacks.on_train_begin()
+        for epoch in range(done, done + phase.epochs):
+            callbacks.on_epoch_begin(epoch)
+            totals = np.zeros(3)
+            for index in tqdm(range(len(batches)), desc=f"epoch {epoch + 1}", unit="batch", mininterval=2,
+                              leave=False, disable=not is_chief(strategy)):
+                x, y = batches[index]
+                loss_sum, hits = step(replica_slices(strategy, x), replica_slices(strategy, y),
+                                      keras.ops.convert_to_tensor(len(y), "float32"))
+                totals += (float(loss_sum), float(hits), len(y))
+            logs = {"loss": totals[0] / totals[2], "accuracy": totals[1] / totals[2], **validation_logs(predict, data)}
+            callbacks.on_epoch_end(epoch, logs)
+            print(f"epoch {epoch + 1}: " + ", ".join(f"{name} {value:.4f}" for name, value in logs.items()))
+            if trainer.stop_training:
+                break
+        done = best.last_epoch
+    return done
+
+
 def summarize(live, best, done, started, precision, logs):
     """The run's summary in DVCLive's metrics.json (`precision`: the one it ran in), and its
     wall times in timing.json beside it.
@@ -288,7 +432,7 @@ def save(model, output):
 
 
 def train(stage, model, data, phases, params, augment=None, loss="binary_crossentropy", output=None,
-          trainer=None, logs=None):
+          trainer=None, logs=None, stepwise=None):
     """Fit through `phases` with RMSprop, log every epoch with DVCLive to `logs`
     (dvclive/<stage>), and save `model` with the weights of the epoch with the lowest
     validation loss to `output` (models/<stage>.keras).
@@ -297,9 +441,12 @@ def train(stage, model, data, phases, params, augment=None, loss="binary_crossen
     whose order is drawn per epoch. `trainer` is the model that is fitted when it is not
     `model` itself: a part of it that shares its weights. With `augment`, training runs
     the images through augmentation layers first; they are not part of the saved model,
-    which sees raw images.
+    which sees raw images. `stepwise` trains with `training_step` instead of fit() (None:
+    under multi_worker only, where fit() fails; tests compare the two).
     """
+    import tensorflow as tf
     params = dict(params)
+    strategy = tf.distribute.get_strategy()
     trainer = trainer or model
     best = KeepBest(trainer, params.get("early_stopping", 0))  # mnist has no validation set to stop on
     if augment is not None:
@@ -307,16 +454,36 @@ def train(stage, model, data, phases, params, augment=None, loss="binary_crossen
                                     trainer], name=f"{stage}_trainer")
     started = time.perf_counter()
     output = Path(output or f"models/{stage}.keras")
+    schedule = params.get("lr_schedule", "constant")
     # The log is written to a temporary folder and moved into dvclive/<stage> with the model:
     # a killed run leaves neither a half-written log nor a log of a model it did not save.
-    with atomic_dir(logs or f"dvclive/{stage}") as logs:
+    # Workers other than the chief log to a folder of their own, removed at the end.
+    with (atomic_dir(logs or f"dvclive/{stage}") if is_chief(strategy) else worker_logs()) as logs:
         with open_live(logs, params) as live:
-            done = fit_phases(trainer, data, phases, loss, live, best, params.get("lr_schedule", "constant"))
+            if multi_worker(strategy) if stepwise is None else stepwise:
+                done = fit_phases_stepwise(trainer, data, phases, loss, live, best, schedule, strategy)
+            else:
+                done = fit_phases(trainer, data, phases, loss, live, best, schedule)
             best.restore()
             summarize(live, best, done, started, resolve_precision(params.get("precision", "float32")), logs)
+        if not is_chief(strategy):
+            # Saving builds new variables, which every worker must take part in (TensorFlow's
+            # multi-worker guide): the others save to a folder of their own, then remove it.
+            save(model, Path(logs) / output.name)
+            print(f"{stage}: worker {strategy.cluster_resolver.task_id} done after {done} epochs; the chief saves")
+            return model
         saved = save(model, output)
     kept = f"best val_loss {best.best:.4f} at epoch {best.best_epoch}" if best.best_epoch else f"epoch {done}"
     stopped = f", stopped early after {done} epochs" if best.stopped else ""
     print(f"wrote {output} ({kept}{stopped}; {model.count_params():,} parameters, "
           f"{count_trainable(model):,} trainable)")
     return saved
+
+
+@contextlib.contextmanager
+def worker_logs():
+    folder = Path(tempfile.mkdtemp(prefix="dogs-vs-cats-worker-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

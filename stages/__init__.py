@@ -1,4 +1,41 @@
 """The DVC stages of the Dogs vs. Cats pipeline: one thin entry point per stage, run as
 dvc.yaml's `cmd` says (`python -m stages.<name> PATH...`), plus the documented `predict`
 command. Each reads params.yaml, calls the library (`dogs_vs_cats`) and writes its
-declared outputs; no stage imports another."""
+declared outputs; no stage imports another.
+
+`python -m stages.<name>` imports this package first, seconds before the stage's own
+signal handling is in place (after TensorFlow's import, in dogs_vs_cats.stage.run), while
+DVC has already deleted the stage's outputs: a SIGTERM or Ctrl-C then ends the stage here,
+in one line, with the outputs put back from the DVC cache. Only the standard library is
+imported, so this costs nothing.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+# Restoring imports DVC: never from a signal handler that may have interrupted an import.
+RESTORE = "from dogs_vs_cats.stage import restore_under_dvc; restore_under_dvc()"
+
+
+def _interrupted_at_start(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the restore short
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if os.environ.get("DVC_STAGE"):
+        project = str(Path(__file__).resolve().parent.parent)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (project, os.environ.get("PYTHONPATH")))))
+        # A session of its own: a second Ctrl-C sent to the terminal's process group does not reach it.
+        subprocess.run([sys.executable, "-c", RESTORE], env=env, start_new_session=True)
+    terminated = signum == signal.SIGTERM
+    print(f"{'terminated' if terminated else 'interrupted'} while starting: nothing was written", file=sys.stderr,
+          flush=True)
+    os._exit(143 if terminated else 130)  # no traceback from the import this signal cut short
+
+
+# `python -m` sets sys.argv[0] to "-m" while it imports the package; an `import stages`
+# (a test, the predict command's library use) keeps the caller's handlers.
+if sys.argv[:1] == ["-m"]:
+    signal.signal(signal.SIGTERM, _interrupted_at_start)
+    signal.signal(signal.SIGINT, _interrupted_at_start)

@@ -7,8 +7,10 @@ the schema changed, and stops there when it fails: DVC deletes a stage's outputs
 running its command, so a bad value found by the stage itself would come too late.
 OUTPUT always holds the same line, so a passing check re-runs nothing below it.
 Checked: every key of params.yaml against the schema (docs/params.md), and each file a
-param names that no stage writes (data.archive, submission.archive, base.weights as a
-path, mnist.npz as a path): present, a regular file, not a folder.
+param names (data.archive, submission.archive, base.weights as a path, mnist.npz as a
+path): present, a regular file, not a folder, and no other stage's output (the sample's
+archives excepted). An empty or null data.archive is named here in one line; DVC itself
+cannot read dvc.yaml then and says only "ERROR: unexpected error".
 """
 
 import os

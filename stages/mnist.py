@@ -14,16 +14,15 @@ from dogs_vs_cats.mnist import load_mnist
 from dogs_vs_cats.nets import mnist_convnet
 from dogs_vs_cats.outputs import write_json
 from dogs_vs_cats.stage import run
-from dogs_vs_cats.training import ArrayBatches, distributed, Phase, seed_everything, train, training_precision
+from dogs_vs_cats.training import ArrayBatches, Phase, train, training_precision, training_scope
 
 
 def main(data_file, model_file, logs, metrics):
     own = load_params().mnist
-    seed_everything(own.seed)
     if not data_file.is_file():
         raise StageError(f"{data_file} not found: run `dvc repro mnist_data` first")
     x_train, y_train, x_test, y_test = load_mnist(data_file)
-    with distributed("mnist", own):
+    with training_scope("mnist", own):
         data = {"x": ArrayBatches(x_train[..., None], y_train, own.batch_size, own.seed)}
         with training_precision("mnist", own):
             model = mnist_convnet()

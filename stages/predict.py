@@ -9,9 +9,14 @@ PATH is an image, a folder (searched recursively for .jpg, .jpeg, .png, .bmp, .g
 N views of each image (the image, its mirror, then crops and their mirrors).
 """
 
+import signal
 import sys
 
 from dogs_vs_cats.cli import main
 
 if __name__ == "__main__":
+    # Python's own handlers again, instead of the start-up ones of stages/__init__.py:
+    # main() cleans up after Ctrl-C (KeyboardInterrupt) and installs its SIGTERM handling.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     sys.exit(main(prog="python -m stages.predict"))

@@ -3,22 +3,21 @@
     python -m stages.scratch SPLIT MODEL LOGS     (dvc.yaml: data/split models/scratch.keras dvclive/scratch)
 """
 
-from dogs_vs_cats.cache import use_cache
 from dogs_vs_cats.config import load_params
+from dogs_vs_cats.fitting import fit_images
 from dogs_vs_cats.nets import small_convnet
 from dogs_vs_cats.stage import run
-from dogs_vs_cats.training import distributed, image_data, Phase, seed_everything, train, training_precision
+from dogs_vs_cats.training import Phase, training_precision, training_scope
 
 
 def main(split_dir, model_file, logs):
     params = load_params()
-    own, size = params.scratch, params.image.size
-    seed_everything(own.seed)
-    data = image_data(size, own.batch_size, own.seed, use_cache(own.cache), split_dir)
-    with distributed("scratch", own):
+    own = params.scratch
+    with training_scope("scratch", own):
         with training_precision("scratch", own):
-            model = small_convnet(size)
-        train("scratch", model, data, [Phase(own.epochs, own.lr)], own, output=model_file, logs=logs)
+            model = small_convnet(params.image.size)
+        fit_images("scratch", model, [Phase(own.epochs, own.lr)], params, split_dir, output=model_file, logs=logs,
+                   augment=None)
 
 
 if __name__ == "__main__":

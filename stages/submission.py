@@ -12,9 +12,11 @@ cannot be read gets 0.5 (ln 2) and is reported. `tta` > 1 averages over that man
 of each image (`python -m stages.predict --help`).
 """
 
+from pathlib import Path
+
 from dogs_vs_cats.config import load_params
 from dogs_vs_cats.stage import run
-from dogs_vs_cats.submission import UNREADABLE, write_submission
+from dogs_vs_cats.submission import id_gap, UNREADABLE, write_submission
 
 
 def main(model_file, output):
@@ -22,8 +24,10 @@ def main(model_file, output):
     rows, skipped = write_submission(own.archive, model_file, output, own.clip, own.tta, own.batch_size)
     for image_id, reason in skipped:
         print(f"image {image_id}: {reason}; it gets P(dog) = {UNREADABLE}")
+    # The ids the file holds, read back: Kaggle scores a submission only with every one.
+    ids = [int(line.split(",")[0]) for line in Path(output).read_text().splitlines()[1:]]
     print(f"wrote {output}: {rows} rows (model {own.model}, tta {own.tta}, "
-          f"clip [{own.clip}, {1 - own.clip}]), {len(skipped)} unreadable")
+          f"clip [{own.clip}, {1 - own.clip}]), {len(skipped)} unreadable, {id_gap(ids)}")
 
 
 if __name__ == "__main__":

@@ -7,16 +7,15 @@ from dogs_vs_cats.config import load_params
 from dogs_vs_cats.features import load_features
 from dogs_vs_cats.nets import dense_head
 from dogs_vs_cats.stage import run
-from dogs_vs_cats.training import ArrayBatches, distributed, Phase, seed_everything, train, training_precision
+from dogs_vs_cats.training import ArrayBatches, Phase, train, training_precision, training_scope
 
 
 def main(features, model_file, logs):
     own = load_params().train_head
-    seed_everything(own.seed)
     train_x, train_y = load_features(features, "train")
     data = {"x": ArrayBatches(train_x, train_y, own.batch_size, own.seed),
             "validation_data": load_features(features, "validation"), "validation_batch_size": own.batch_size}
-    with distributed("train_head", own):
+    with training_scope("train_head", own):
         with training_precision("train_head", own):
             model = dense_head(train_x.shape[1:], own.units, own.dropout)
         train("train_head", model, data, [Phase(own.epochs, own.lr)], own, output=model_file, logs=logs)

@@ -52,6 +52,7 @@ def lock_problems(root, workdir):
     return problems
 
 
+@pytest.mark.slow  # asks `dvc status`
 def test_committed_lock_records_the_current_code_and_params(tmp_path):
     assert (REPO / "dvc.lock").is_file(), "main carries no baseline: run `make baseline` and commit it"
     problems = lock_problems(REPO, tmp_path)
@@ -74,3 +75,36 @@ def test_a_stale_lock_is_caught(tmp_path):
     (tmp_path / "changed").mkdir()
     assert lock_problems(workspace, tmp_path / "changed") == [
         "check: param split modified", "split: dogs_vs_cats/split.py modified, param split modified"]
+
+
+def markdown_table(lines, header_start):
+    """{model: {column: cell}} of the markdown table whose header line starts with `header_start`."""
+    lines = [line.strip() for line in lines]
+    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    columns = [cell.strip() for cell in lines[start].strip("|").split("|")]
+    table = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        table[cells[0].strip("`")] = dict(zip(columns, cells))
+    return table
+
+
+def test_the_readmes_baseline_table_is_the_committed_summarys():
+    """The README quotes main's baseline (`make baseline`): its figures are the committed
+    metrics/summary.md's and metrics/evaluate.json's. After a new baseline, copy the rows."""
+    readme = markdown_table((REPO / "README.md").read_text().splitlines(), "| model | epochs run")
+    summary = markdown_table((REPO / "metrics/summary.md").read_text().splitlines(), "| model |")
+    evaluated = json.loads((REPO / "metrics/evaluate.json").read_text())
+    assert list(readme) == list(summary)
+    stale = []
+    for model, row in readme.items():
+        for column, cell in row.items():
+            if column != "model" and cell != summary[model][column]:
+                stale.append(f"{model} {column}: README {cell}, metrics/summary.md {summary[model][column]}")
+        accuracy = evaluated[model]["accuracy"]
+        if row["test accuracy"] != f"{100 * accuracy:.1f}%":
+            stale.append(f"{model}: README {row['test accuracy']}, metrics/evaluate.json {accuracy}")
+    assert stale == [], ("README.md's baseline table is not main's baseline; copy metrics/summary.md's rows:\n"
+                         + "\n".join(stale))

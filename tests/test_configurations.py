@@ -51,16 +51,20 @@ def test_every_option_of_a_group_sets_the_same_keys(group):
         assert shown == expected, name
 
 
-@pytest.mark.parametrize("schedule", ["quick", "book"])
+@pytest.mark.parametrize("schedule", ["quick", "book", "full"])
 @pytest.mark.parametrize("levers", ["none", "fast"])
 def test_every_combination_composes_valid_params(tmp_path, schedule, levers):
     from dogs_vs_cats.config import load_params
     params = load_params(compose(tmp_path / "params.yaml", [f"schedule={schedule}", f"levers={levers}"]))
     assert (params.configuration.schedule, params.configuration.levers) == (schedule, levers)
-    assert params.split.train == {"quick": 200, "book": 1000}[schedule]
-    # fast's cosine decay sets the horizons of features_augmented and fine-tuning, whatever the schedule
-    assert params.finetune.epochs == ({"quick": 2, "book": 100}[schedule] if levers == "none" else 30)
-    assert params.features_augmented.epochs == ({"quick": 1, "book": 30}[schedule] if levers == "none" else 50)
+    assert params.split.train == {"quick": 200, "book": 1000, "full": "all"}[schedule]
+    assert params.finetune.start_from == ("head" if schedule == "full" else "features_augmented")
+    # fast's cosine decay sets the horizons of features_augmented and fine-tuning, whatever the
+    # schedule; conf/recipe/fast_full.yaml shortens fine-tuning's for every photo
+    expected = {"quick": 2, "book": 100, "full": 10}[schedule] if levers == "none" else 30
+    assert params.finetune.epochs == (3 if (schedule, levers) == ("full", "fast") else expected)
+    assert params.features_augmented.epochs == ({"quick": 1, "book": 30, "full": 30}[schedule]
+                                                if levers == "none" else 50)
     assert params.finetune.echo == 1 and params.scratch_augmented.early_stopping == {"none": 0, "fast": 15}[levers]
     assert params.features_augmented.views == params.finetune.views == 0
     assert params.finetune.lr_schedule == {"none": "constant", "fast": "cosine"}[levers]
@@ -77,6 +81,7 @@ def make_command(target, *variables):
     return arguments[:-3]
 
 
+@pytest.mark.slow  # reads the Makefile's command through `make -n`
 def test_make_seed_sets_every_seed_in_the_params(tmp_path):
     """`make book SEED=7` changes every `seed` the configurations have, and nothing else."""
     seeded = sorted(key for key in keys(YAML_SAFE.load((REPO / "conf/config.yaml").read_text()))

@@ -23,6 +23,44 @@ def test_docs_exist_and_readme_links_every_page():
         assert f"docs/{page.name}" in readme
 
 
+def test_readme_is_two_screens_and_no_page_is_over_250_lines():
+    assert len((REPO / "README.md").read_bytes()) < 6000
+    assert {doc.name: lines for doc in DOCS if (lines := len(doc.read_text().splitlines())) > 250} == {}
+
+
+def anchors(path):
+    """The anchors GitHub gives the headings of a markdown file."""
+    text = re.sub(r"^```.*?^```", "", path.read_text(), flags=re.M | re.S)  # no headings in fenced code
+    return {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+            for heading in re.findall(r"^#+ (.*)$", text, re.M)}
+
+
+def broken_links(doc):
+    """The relative links of `doc` to a file that does not exist or a heading it lacks."""
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", doc.read_text()):
+        if re.match(r"[a-z]+:", target):
+            continue
+        path, _, anchor = target.partition("#")
+        linked = (doc.parent / path) if path else doc
+        if not linked.exists() or anchor and anchor not in anchors(linked):
+            broken.append(target)
+    return broken
+
+
+@pytest.mark.parametrize("doc", [*DOCS, REPO / "CHANGELOG.md"], ids=lambda doc: doc.name)
+def test_links_lead_to_files_and_headings_that_exist(doc):
+    assert broken_links(doc) == []
+
+
+def test_a_broken_link_is_caught(tmp_path):
+    (tmp_path / "page.md").write_text("# A page\n\n## Its part: `one`, two\n")
+    doc = tmp_path / "doc.md"
+    doc.write_text("[a](page.md) [b](page.md#its-part-one-two) [c](page.md#its-part) [d](gone.md) [e](#here)\n"
+                   "[f](https://example.com)\n```\n# here\n```\n")
+    assert broken_links(doc) == ["page.md#its-part", "gone.md", "#here"]
+
+
 def test_every_stage_is_a_module_and_predict_a_command():
     assert all((REPO / f"stages/{stage}.py").is_file() for stage in STAGES) and COMMANDS == {"predict"}
 

@@ -87,6 +87,7 @@ def test_check_accepts_what_a_stage_writes(tmp_path, monkeypatch):
 
 # --- through DVC --------------------------------------------------------------------------------
 
+@pytest.mark.slow  # through DVC
 def test_bad_value_in_dvc_exp_run_keeps_the_outputs_and_says_how_to_undo(ws):
     before = snapshot(ws)
     result = dvc(ws, "exp", "run", "-S", "train_head.lr=-1", "train_head", check=False)
@@ -98,12 +99,14 @@ def test_bad_value_in_dvc_exp_run_keeps_the_outputs_and_says_how_to_undo(ws):
     assert snapshot(ws) == before
 
 
+@pytest.mark.slow  # through DVC
 def test_a_valid_change_reruns_check_and_the_stage_only(ws):
     update_params(ws / "params.yaml", {"submission": {"clip": 0.01}})
     result = dvc(ws, "repro", "train_head", "submission", "export")
     assert stages_run(result.stdout) == {"check", "submission"}
 
 
+@pytest.mark.slow  # through DVC
 def test_missing_submission_archive_through_make_says_what_to_do(ws):
     before = snapshot(ws)
     (ws / "Makefile").write_text((REPO / "Makefile").read_text())
@@ -115,6 +118,7 @@ def test_missing_submission_archive_through_make_says_what_to_do(ws):
     assert snapshot(ws) == before
 
 
+@pytest.mark.slow  # through DVC
 def test_missing_data_archive_keeps_the_split(ws):
     before = snapshot(ws)
     update_params(ws / "params.yaml", {"data": {"archive": "data/raw/missing.zip"}})
@@ -147,20 +151,23 @@ def start_and_signal(ws, command, started, signum):
     return output
 
 
+@pytest.mark.slow  # through DVC
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_training_under_dvc_repro_keeps_model_and_logs(ws, signum):
     before = snapshot(ws)
     update_params(ws / "params.yaml", {"train_head": {"epochs": 100000}})
     output = start_and_signal(ws, ["repro", "train_head"],
-                              "dvclive/.tmp-*-train_head/plots/metrics/train/loss.tsv", signum)
+                              "dvclive/.~dogs-vs-cats-tmp-*-train_head/plots/metrics/train/loss.tsv", signum)
     assert "Running stage 'train_head'" in output
     assert snapshot(ws) == before
-    assert not glob.glob(str(ws / "**/.tmp-*"), recursive=True)
+    assert not glob.glob(str(ws / "**/.~dogs-vs-cats-*"), recursive=True)
 
 
+@pytest.mark.slow  # through DVC
 def test_sigterm_during_dvc_repro_export_restores_the_savedmodel(ws):
     before = snapshot(ws)
-    output = start_and_signal(ws, ["repro", "-s", "-f", "export"], "models/.tmp-*-finetuned", signal.SIGTERM)
+    output = start_and_signal(ws, ["repro", "-s", "-f", "export"], "models/.~dogs-vs-cats-tmp-*-finetuned",
+                              signal.SIGTERM)
     assert "Running stage 'export'" in output
     assert snapshot(ws) == before
     run(ws, "git", "checkout", "--", "params.yaml")

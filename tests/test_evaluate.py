@@ -75,7 +75,7 @@ def test_evaluate_writes_metrics_and_curves_dvc_can_plot(tmp_path, rng):
     assert sum(c == {"actual": "dog", "predicted": "dog"} for c in cells) == results["confusion"]["tp"]
     predictions = json.loads((tmp_path / "eval/head/predictions.json").read_text())["predictions"]
     assert [p["probability"] for p in predictions] == pytest.approx(scores.tolist(), abs=1e-6)
-    assert not list(tmp_path.glob("eval/.tmp-*"))
+    assert not list(tmp_path.glob("eval/.~dogs-vs-cats-*"))
 
 
 def test_a_model_that_does_not_fit_the_test_set_is_a_one_line_error(tmp_path, rng):

@@ -2,6 +2,7 @@
 
 import io
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -54,7 +55,7 @@ def test_sigterm_during_split_removes_its_temporaries_and_keeps_the_old_split(tm
     (ws / "data/split/train/cats").mkdir(parents=True)
     (ws / "data/split/train/cats/cat.0.jpg").write_bytes(b"the previous split")
     process = start(ws, "split")
-    wait_for(lambda: any((ws / "data").glob(".tmp-*-split")), process)
+    wait_for(lambda: any((ws / "data").glob(f"{outputs.PREFIX}tmp-*-split")), process)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 143 and "terminated" in stderr and "Traceback" not in stderr
@@ -70,11 +71,12 @@ def test_sigkill_in_training_leaves_no_log_and_the_next_run_sweeps_the_debris(tm
     for split in ("train", "validation"):
         np.save(ws / f"data/features/{split}_features.npy", rng.normal(0, 1, (8, 1, 1, 16)).astype("float32"))
         np.save(ws / f"data/features/{split}_labels.npy", np.array([0, 1] * 4, dtype="float32"))
-    live_debris = ws / f"models/.tmp-{os.getpid()}-other.keras"  # a live process's: must stay
+    live_debris = ws / f"models/{outputs.PREFIX}tmp-{os.getpid()}-0123abcd-head.keras"  # a live process's: stays
     live_debris.parent.mkdir()
     live_debris.write_text("in use")
     process = start(ws, "train_head")
-    wait_for(lambda: any((ws / "dvclive").glob(".tmp-*-train_head/plots/metrics/train/loss.tsv")), process)
+    wait_for(lambda: any((ws / "dvclive").glob(f"{outputs.PREFIX}tmp-*-train_head/plots/metrics/train/loss.tsv")),
+             process)
     process.kill()
     process.wait()
     assert not (ws / "dvclive/train_head").exists() and not (ws / "models/head.keras").exists()
@@ -89,8 +91,14 @@ def test_sigkill_in_training_leaves_no_log_and_the_next_run_sweeps_the_debris(tm
 
 
 def test_debris_names_are_ignored_by_git():
-    for name in ("data/.tmp-123-split/cats/cat.0.jpg", "models/.tmp-9-head.keras", "dvclive/.old-77-finetune/x"):
+    for name in ("data/.~dogs-vs-cats-tmp-123-0123abcd-split/cats/cat.0.jpg",
+                 "models/.~dogs-vs-cats-tmp-9-89abcdef-head.keras",
+                 "dvclive/.~dogs-vs-cats-old-77-00000000-finetune/x"):
+        assert outputs.DEBRIS.fullmatch(name.split("/")[1]), name
         assert subprocess.run(["git", "check-ignore", "-q", "--no-index", name], cwd=REPO).returncode == 0, name
+    # The comment above the pattern names the module that makes these names.
+    comment = next(line for line in (REPO / ".gitignore").read_text().splitlines() if "killed" in line)
+    assert "dogs_vs_cats/outputs.py" in comment
 
 
 def test_unwritable_output_folder_fails_before_any_work(tmp_path, monkeypatch):
@@ -236,7 +244,11 @@ def test_wide_grey_constants_keep_their_level():
         check_image(encoded(np.full((8, 8), 1000, np.float32), "TIFF"))
 
 
-def test_make_quotes_paths_with_spaces():
-    shown = subprocess.run(["make", "-n", "run", "book", "WEIGHTS=my weights/vgg 16.h5", "DATA=my data/train.zip",
+@pytest.mark.slow  # reads the Makefile's command through `make -n`
+def test_make_quotes_paths_for_the_shell_and_for_hydra():
+    shown = subprocess.run(["make", "-n", "run", "book", "WEIGHTS=my weights/vgg 16.h5", "DATA=it's, a=b.zip",
                             "FAST=1"], cwd=REPO, capture_output=True, text=True).stdout
-    assert "-S 'base.weights=my weights/vgg 16.h5'" in shown and "-S 'data.archive=my data/train.zip'" in shown
+    arguments = shlex.split(shown.splitlines()[0])  # what the shell passes to dvc
+    overrides = [arguments[i + 1] for i, argument in enumerate(arguments) if argument == "-S"]
+    assert "base.weights='my weights/vgg 16.h5'" in overrides  # quoted: Hydra takes it as it is
+    assert "data.archive='it\\'s, a=b.zip'" in overrides

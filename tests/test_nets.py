@@ -77,7 +77,7 @@ def test_unreadable_image_is_a_one_line_error_and_leaves_no_file(tmp_path):
     with pytest.raises(StageError,
                        match=r"could not read an image among .*cat.0.jpg .. .*cat.3.jpg .*dvc repro --force split"):
         extract(feature_extractor(conv_base("none", 32), "vgg16"), paths, 32, 4, target)
-    assert not target.exists() and list(tmp_path.glob(".tmp-*")) == []
+    assert not target.exists() and list(tmp_path.glob(".~dogs-vs-cats-*")) == []
 
 
 def test_precision_errors_and_warning(monkeypatch, capsys):
@@ -141,7 +141,7 @@ def test_chapter_models_have_the_books_parameter_counts():
     assert conv_counts == [320, 18_496, 36_928] and sum(conv_counts) == 55_744
     assert mnist.count_params() == 93_322
     with pytest.raises(StageError, match="small convnet needs at least 46"):
-        small_convnet(40)
+        section("image", size=40)
 
 
 def test_weights_of_another_network_a_folder_or_nan_values_are_one_line_errors(tmp_path, recwarn):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from dogs_vs_cats import precision
+from dogs_vs_cats import nets, precision
 from dogs_vs_cats.catalog import model
 from dogs_vs_cats.ladder import settings_text
 
@@ -64,7 +64,7 @@ def test_a_bfloat16_vgg16_model_with_its_preprocessing_saves_in_float32(tmp_path
     from dogs_vs_cats.nets import conv_base, frozen_base_classifier
     with precision.precision_policy("bfloat16"):
         trained = frozen_base_classifier(conv_base("none", 32), "vgg16", 8)
-    saved = precision.recast(trained, "float32")
+    saved = nets.recast(trained, "float32")
     saved.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras")
     images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")

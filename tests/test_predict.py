@@ -17,6 +17,7 @@ from PIL import Image
 from dogs_vs_cats import cli
 from dogs_vs_cats.cli import main
 from dogs_vs_cats.errors import StageError
+from dogs_vs_cats.outputs import PREFIX
 from dogs_vs_cats.predict import classify, predict_batch, TTA_VIEWS, tta_views
 from dogs_vs_cats.submission import write_submission
 from tests.helpers import jpeg_bytes, write_zip
@@ -63,7 +64,7 @@ def test_folder_prints_every_good_image_and_one_line_per_bad_one(tmp_path, colou
     assert [row["file"] for row in rows] == [line.split()[0] for line in lines[1:]]
     assert [row["skipped"] != "" for row in rows] == [row["p_dog"] == "" for row in rows]
     assert sum(row["p_dog"] != "" for row in rows) == 3
-    assert not list(tmp_path.glob(".tmp-*"))
+    assert not list(tmp_path.glob(f"{PREFIX}*"))
 
 
 def test_zip_and_single_files_and_missing_paths(tmp_path, colour_model, capsys):
@@ -184,10 +185,11 @@ def test_out_never_replaces_an_input_and_is_checked_before_the_work(tmp_path, co
         error = capsys.readouterr().err.strip()
         assert error.count("\n") == 0 and expected in error, error
     assert {path: path.read_bytes() for path in kept} == kept
-    # --out inside the input folder: its temporary is not taken for a picture.
+    # The temporary of a --out another run writes into the folder is not taken for a picture.
     good = tmp_path / "good"
     write_image(good / "red.jpg", RED)
-    assert main([str(good), "--model", str(colour_model), "--out", str(good / "pred.jpg")]) == 0
+    write_image(good / f"{PREFIX}tmp-{os.getpid()}-0123abcd-pred.jpg", RED)
+    assert main([str(good), "--model", str(colour_model), "--out", str(tmp_path / "pred.csv")]) == 0
     captured = capsys.readouterr()
     assert "skipped" not in captured.out and "1 images classified, 0 skipped" in captured.err
 
@@ -201,7 +203,7 @@ def test_sigterm_removes_the_unfinished_out_and_a_later_run_sweeps_killed_runs_d
     out.write_text("the previous table\n")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    debris = tmp_path / f".tmp-{dead.pid}-p.csv"  # what a SIGKILLed run left
+    debris = tmp_path / f"{PREFIX}tmp-{dead.pid}-0123abcd-p.csv"  # what a SIGKILLed run left
     debris.write_text("half")
     real_classify = cli.classify
 
@@ -219,7 +221,7 @@ def test_sigterm_removes_the_unfinished_out_and_a_later_run_sweeps_killed_runs_d
     previous = signal.signal(signal.SIGTERM, killed)
     assert main([str(photos), "--model", str(colour_model), "--out", str(out), "--batch-size", "2"]) == 143
     assert "terminated" in capsys.readouterr().err
-    assert out.read_text() == "the previous table\n" and not list(tmp_path.glob(".tmp-*"))
+    assert out.read_text() == "the previous table\n" and not list(tmp_path.glob(f"{PREFIX}*"))
     assert signal.signal(signal.SIGTERM, previous) is killed  # the caller's handler is back
 
 

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from dogs_vs_cats.errors import StageError
 from dogs_vs_cats.nets import dense_head
-from dogs_vs_cats.training import ArrayBatches, distributed, Phase, train
+from dogs_vs_cats.training import ArrayBatches, Phase, train, training_scope
 from tests.helpers import section
 
 
@@ -21,7 +21,7 @@ def test_mirrored_strategy_builds_and_trains_on_cpu(tmp_path, monkeypatch, rng):
     monkeypatch.chdir(tmp_path)
     params = {"distribute": "mirrored", "seed": 1}
     x, y = separable_features(rng)
-    with distributed("train_head", params) as strategy:
+    with training_scope("train_head", params) as strategy:
         assert isinstance(strategy, tf.distribute.MirroredStrategy) and strategy.num_replicas_in_sync == 1
         model = dense_head((1, 1, 8), 16, 0.0)
         assert isinstance(model.weights[0].value, tf.distribute.DistributedValues)
@@ -36,7 +36,7 @@ def test_mirrored_strategy_builds_and_trains_on_cpu(tmp_path, monkeypatch, rng):
 
 
 def test_default_strategy_and_bad_values(rng):
-    with distributed("scratch", {"distribute": "none"}) as strategy:
+    with training_scope("scratch", {"distribute": "none"}) as strategy:
         assert strategy is tf.distribute.get_strategy() and strategy.num_replicas_in_sync == 1
     with pytest.raises(StageError, match=r"scratch.distribute: should be 'none' or 'mirrored' \(got 'horovod'\)"):
         section("scratch", distribute="horovod")
