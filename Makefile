@@ -15,7 +15,8 @@ FAST ?=
 DATA ?=
 WEIGHTS ?=
 SEED ?=
-SEEDED := sample split scratch scratch_augmented train_head features_augmented finetune visualize mnist
+# Every section of conf/config.yaml with a `seed` key.
+SEEDED := $(shell awk '/^[a-z_]+:/ {section = $$1} /^  seed:/ {sub(":", "", section); print section}' conf/config.yaml)
 # `-S key=value` with any value: quoted for the override parser (Hydra's, also under
 # --no-hydra), which then takes ',', '=', spaces, non-ASCII letters and `null` as they are,
 # its own quotes escaped; then quoted for the shell.

@@ -7,11 +7,11 @@ It holds no defaults, so it cannot change an output (see tests/test_deps.py).
 """
 
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator, StrictBool, StrictFloat, StrictInt, StrictStr
 
-from dogs_vs_cats.catalog import VGG16_LAYERS
+from dogs_vs_cats.catalog import IMAGE_MODELS, VGG16_LAYERS
 from dogs_vs_cats.errors import StageError
 
 PARAMS_FILE = Path("params.yaml")
@@ -43,23 +43,26 @@ class Configuration(Section):
     levers: StrictStr
 
 
-def _archive_given(section, values, example):
-    """`archive` empty or null: dvc.yaml makes it a dependency, and DVC cannot read a
-    pipeline with an empty path in it, so this is said before anything else."""
-    if isinstance(values, dict) and "archive" in values and values["archive"] in (None, ""):
-        raise ValueError(f"archive is {'null' if values['archive'] is None else 'empty'}: set it to the path of "
-                         f"a zip ({example}); until then every DVC command stops at \"ERROR: unexpected error\" "
-                         f"(dvc.yaml makes {section}.archive a dependency)")
-    return values
-
-
-class Data(Section):
+class Archived(Section):
+    """A section whose `archive` names a zip (data, submission)."""
     archive: Annotated[StrictStr, Field(min_length=1)]
+    KEY: ClassVar[str]
+    EXAMPLE: ClassVar[str]
 
     @model_validator(mode="before")
     @classmethod
     def archive_given(cls, values):
-        return _archive_given("data", values, "data/sample/train.zip, or Kaggle's data/raw/dogs-vs-cats.zip")
+        """`archive` empty or null: dvc.yaml makes it a dependency, and DVC cannot read a
+        pipeline with an empty path in it, so this is said before anything else."""
+        if isinstance(values, dict) and "archive" in values and values["archive"] in (None, ""):
+            raise ValueError(f"archive is {'null' if values['archive'] is None else 'empty'}: set it to the path "
+                             f"of a zip ({cls.EXAMPLE}); until then every DVC command stops at \"ERROR: unexpected "
+                             f"error\" (dvc.yaml makes {cls.KEY}.archive a dependency)")
+        return values
+
+
+class Data(Archived):
+    KEY, EXAMPLE = "data", "data/sample/train.zip, or Kaggle's data/raw/dogs-vs-cats.zip"
 
 
 class Sample(Section):
@@ -100,6 +103,7 @@ class Image(Section):
 class Base(Section):
     weights: Annotated[StrictStr, Field(min_length=1)]  # imagenet, none or a file path
     preprocess: Literal["vgg16", "rescale"]
+    seed: Seed  # of the random base (weights: none)
 
 
 class Features(Section):
@@ -160,13 +164,14 @@ class Echoed(Validated):
         if self.distribute == "multi_worker" and self.cache is True:
             raise ValueError("cache is true but distribute is multi_worker: every worker trains on its own slice "
                              "of each batch end to end, so set cache to auto or false")
+        # echo and views reuse cached features: what keeps the cache off rules them out
+        without_cache = ("distribute is multi_worker, which trains end to end without the frozen-part cache, so"
+                         if self.distribute == "multi_worker" else
+                         "the cache is off: it reuses cached features, so set cache to true (or auto) or"
+                         if self.cache is False else None)
         for name, value, off in (("echo", self.echo, 1), ("views", self.views, 0)):
-            if value != off and self.distribute == "multi_worker":
-                raise ValueError(f"{name} is {value} but distribute is multi_worker, which trains end to end "
-                                 f"without the frozen-part cache: set {name} to {off}")
-            if value != off and self.cache is False:
-                raise ValueError(f"{name} is {value} but the cache is off: it reuses cached features, "
-                                 f"so set cache to true (or auto) or {name} to {off}")
+            if value != off and without_cache:
+                raise ValueError(f"{name} is {value} but {without_cache} set {name} to {off}")
         return self
 
 
@@ -210,17 +215,13 @@ class Visualize(Section):
     seed: Seed
 
 
-class Submission(Section):
-    archive: Annotated[StrictStr, Field(min_length=1)]
-    model: Literal["finetuned", "features_augmented", "scratch", "scratch_augmented"]
+class Submission(Archived):
+    KEY, EXAMPLE = "submission", "data/sample/test1.zip, or Kaggle's data/raw/dogs-vs-cats.zip"
+    model: Literal[IMAGE_MODELS]  # the models that take pictures (catalog.MODELS)
     clip: Annotated[Union[StrictInt, StrictFloat], Field(ge=0, lt=0.5)]
     tta: Annotated[StrictInt, Field(ge=1, le=12)]
     batch_size: Count
 
-    @model_validator(mode="before")
-    @classmethod
-    def archive_given(cls, values):
-        return _archive_given("submission", values, "data/sample/test1.zip, or Kaggle's data/raw/dogs-vs-cats.zip")
 
 
 class Mnist(Training):

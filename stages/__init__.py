@@ -1,13 +1,11 @@
 """The DVC stages of the Dogs vs. Cats pipeline: one thin entry point per stage, run as
-dvc.yaml's `cmd` says (`python -m stages.<name> PATH...`), plus the documented `predict`
-command. Each reads params.yaml, calls the library (`dogs_vs_cats`) and writes its
-declared outputs; no stage imports another.
+dvc.yaml's `cmd` says (`python -m stages.<name> PATH...`), plus `predict`. Each reads
+params.yaml, calls the library (`dogs_vs_cats`) and writes its declared outputs.
 
 `python -m stages.<name>` imports this package first, seconds before the stage's own
 signal handling is in place (after TensorFlow's import, in dogs_vs_cats.stage.run), while
 DVC has already deleted the stage's outputs: a SIGTERM or Ctrl-C then ends the stage here,
-in one line, with the outputs put back from the DVC cache. Only the standard library is
-imported, so this costs nothing.
+in one line, with the outputs put back from the DVC cache (standard library only).
 """
 
 import os

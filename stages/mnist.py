@@ -26,16 +26,8 @@ def main(data_file, model_file, logs, metrics):
         data = {"x": ArrayBatches(x_train[..., None], y_train, own.batch_size, own.seed)}
         with training_precision("mnist", own):
             model = mnist_convnet()
-        model = train(
-            "mnist",
-            model,
-            data,
-            [Phase(own.epochs, own.lr)],
-            own,
-            loss="sparse_categorical_crossentropy",
-            output=model_file,
-            logs=logs,
-        )
+        model = train("mnist", model, data, [Phase(own.epochs, own.lr)], own, loss="sparse_categorical_crossentropy",
+                      output=model_file, logs=logs)
         loss, accuracy = model.evaluate(x_test[..., None], y_test, batch_size=256, verbose=0)
     write_json(metrics, {"accuracy": round(float(accuracy), 6), "loss": round(float(loss), 6)})
     print(f"MNIST test accuracy {accuracy:.4f}")

@@ -24,7 +24,8 @@ from dogs_vs_cats.stage import run
 
 
 def main(output):
-    base = resolve(load_params().base.weights)
+    base_params = load_params().base
+    base = resolve(base_params.weights, base_params.seed)
     with atomic_file(output) as tmp:
         # Keras insists on the .weights.h5 ending: the temporary name keeps it.
         base.save_weights(tmp)

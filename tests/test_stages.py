@@ -10,12 +10,12 @@ import keras
 import pytest
 from ruamel.yaml import YAML
 
-from dogs_vs_cats.catalog import MODELS
+from dogs_vs_cats.catalog import MODELS, TRAINING_STAGES
 from tests.workspace import copy_project, REPO, stage_paths, write_mnist_npz
 
 DVC_YAML = YAML(typ="safe", pure=True).load((REPO / "dvc.yaml").read_text())["stages"]
-ORDER = ["sample", "split", "weights", "features", "train_head", "scratch", "scratch_augmented", "features_augmented",
-         "finetune", "evaluate", "summary", "visualize", "export", "submission", "mnist_data", "mnist"]
+ORDER = ["sample", "split", "weights", "features", *TRAINING_STAGES, "evaluate", "summary", "visualize", "export",
+         "submission", "mnist_data", "mnist"]
 
 
 def evaluations():
