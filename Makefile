@@ -54,11 +54,14 @@ lock: $(VENV)/.installed
 # The Dogs vs. Cats chain and its pictures (MNIST is its own chain: `make mnist`).
 DOGS_VS_CATS := summary visualize export
 
+# The last screen of a run: metrics/summary.md's ladder, the columns that fit a terminal.
+LADDER = sed -n '/^| model/,/^$$/p' metrics/summary.md | cut -d'|' -f1,2,4,5,6,8 | sed 's/ *$$/ |/'; \
+         echo "metrics/summary.md has every column; \`dvc metrics diff main\` compares with main's baseline"
+
 # `make run`: the quick schedule (conf/schedule/quick.yaml), the embedded sample in minutes.
 run: $(VENV)/.installed
 	dvc exp run -S schedule=quick $(CONFIGURATION) $(DOGS_VS_CATS)
-	dvc metrics show
-	cat metrics/summary.md
+	@$(LADDER)
 
 mnist: $(VENV)/.installed
 	dvc exp run --no-hydra $(if $(MNIST),$(call override,mnist.npz,$(MNIST))) mnist
@@ -68,8 +71,7 @@ mnist: $(VENV)/.installed
 # book's epochs; hours on a CPU (docs/book-schedule.md), fewer with FAST=1.
 book: $(VENV)/.installed
 	dvc exp run -S schedule=book $(CONFIGURATION) $(DOGS_VS_CATS)
-	dvc metrics show
-	cat metrics/summary.md
+	@$(LADDER)
 
 # Every labelled photo of DATA (conf/schedule/full.yaml): the book's validation and test
 # photos, every other one to train on; the main chain only (docs/full-data.md). Then

@@ -57,7 +57,7 @@ def test_every_combination_composes_valid_params(tmp_path, schedule, levers):
     from dogs_vs_cats.config import load_params
     params = load_params(compose(tmp_path / "params.yaml", [f"schedule={schedule}", f"levers={levers}"]))
     assert (params.configuration.schedule, params.configuration.levers) == (schedule, levers)
-    assert params.split.train == {"quick": 200, "book": 1000, "full": "all"}[schedule]
+    assert params.split.train == {"quick": 100, "book": 1000, "full": "all"}[schedule]
     assert params.finetune.start_from == ("head" if schedule == "full" else "features_augmented")
     # fast's cosine decay sets the horizons of features_augmented and fine-tuning, whatever the
     # schedule; conf/recipe/fast_full.yaml shortens fine-tuning's for every photo
