@@ -53,7 +53,10 @@ def cluster_spec(stage):
         index = int(task["index"])
     except (ValueError, KeyError, TypeError):
         raise StageError(f"{where} but TF_CONFIG is not a cluster of workers and a task: {MULTI_WORKER_HELP}") from None
-    if task.get("type") != "worker" or not 0 <= index < len(workers) or set(config["cluster"]) != {"worker"}:
+    if set(config["cluster"]) != {"worker"}:
+        raise StageError(f"{where} but TF_CONFIG's cluster has the jobs {sorted(config['cluster'])}: only "
+                         f"workers are supported (worker 0 is the chief): {MULTI_WORKER_HELP}")
+    if task.get("type") != "worker" or not 0 <= index < len(workers):
         raise StageError(f"{where} but TF_CONFIG's task is {task} for workers {workers}: {MULTI_WORKER_HELP}")
     return workers, index
 
@@ -326,7 +329,8 @@ def training_step(trainer, strategy):
         with tf.GradientTape() as tape:
             p = tf.cast(tf.reshape(trainer(x, training=True), [-1, 1]), "float32")
             losses = keras.losses.binary_crossentropy(tf.reshape(y, [-1, 1]), p)
-            scaled = tf.reduce_sum(losses) / count
+            # scale_loss: mixed_float16's loss scaling, which compile() put in the optimizer
+            scaled = trainer.optimizer.scale_loss(tf.reduce_sum(losses) / count)
         variables = trainer.trainable_variables
         trainer.optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
         hits = tf.reduce_sum(tf.cast(tf.equal(tf.cast(p[:, 0] > 0.5, "float32"), tf.reshape(y, [-1])), "float32"))
@@ -341,7 +345,7 @@ def training_step(trainer, strategy):
 
 def validation_logs(predict, data):
     """val_loss and val_accuracy over the validation set, computed whole on this process
-    (the weights are the same on every worker, so every worker gets the same figures)."""
+    (the weights are the same on every worker; `agreed` makes the figures the same too)."""
     validation, batch_size = data["validation_data"], data.get("validation_batch_size") or 32
     if isinstance(validation, EpochBatches):
         batches = (validation[index] for index in range(len(validation)))
@@ -357,6 +361,19 @@ def validation_logs(predict, data):
         hits += float(np.sum((p > 0.5) == (labels > 0.5)))
         count += len(labels)
     return {"val_loss": loss / count, "val_accuracy": hits / count}
+
+
+def agreed(strategy, figures):
+    """`figures` averaged over the workers: every worker then takes the same decisions on
+    them (the best epoch, stopping early), even where other hardware rounds differently;
+    a worker that stopped alone would wait for the others' next step forever."""
+    import tensorflow as tf
+    if strategy.num_replicas_in_sync == 1:
+        return figures
+    names = sorted(figures)
+    local = tf.constant([figures[name] for name in names], tf.float64)
+    mean = strategy.reduce("MEAN", strategy.run(lambda: tf.identity(local)), axis=None)
+    return dict(zip(names, (float(value) for value in mean.numpy())))
 
 
 def fit_phases_stepwise(trainer, data, phases, loss, live, best, schedule, strategy):
@@ -387,7 +404,8 @@ def fit_phases_stepwise(trainer, data, phases, loss, live, best, schedule, strat
                 loss_sum, hits = step(replica_slices(strategy, x), replica_slices(strategy, y),
                                       keras.ops.convert_to_tensor(len(y), "float32"))
                 totals += (float(loss_sum), float(hits), len(y))
-            logs = {"loss": totals[0] / totals[2], "accuracy": totals[1] / totals[2], **validation_logs(predict, data)}
+            logs = {"loss": totals[0] / totals[2], "accuracy": totals[1] / totals[2],
+                    **agreed(strategy, validation_logs(predict, data))}
             callbacks.on_epoch_end(epoch, logs)
             print(f"epoch {epoch + 1}: " + ", ".join(f"{name} {value:.4f}" for name, value in logs.items()))
             if trainer.stop_training:

@@ -13,7 +13,7 @@ The `summary` stage gathers the models.
 """
 
 from dogs_vs_cats.config import load_params
-from dogs_vs_cats.evaluation import evaluate
+from dogs_vs_cats.evaluate import evaluate
 from dogs_vs_cats.stage import run
 
 

@@ -3,14 +3,14 @@
     python -m stages.export MODEL OUTPUT     (dvc.yaml: models/finetuned.keras models/finetuned)
 
 OUTPUT's one signature, `serve`, takes `images`, a uint8 batch of RGB pictures of any size,
-and gives `p_dog`; nothing of this project is needed to use it (dogs_vs_cats/serving.py,
+and gives `p_dog`; nothing of this project is needed to use it (dogs_vs_cats/export.py,
 docs/predict.md). TensorFlow Serving and `saved_model_cli show --dir models/finetuned
 --all` see the same signature as `serving_default`.
 """
 
 from dogs_vs_cats.config import load_params
 from dogs_vs_cats.errors import StageError
-from dogs_vs_cats.serving import export
+from dogs_vs_cats.export import export
 from dogs_vs_cats.stage import run
 
 

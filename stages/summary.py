@@ -14,8 +14,8 @@ stage's DVCLive log LOGS/<stage>/, and writes:
 
 from dogs_vs_cats.catalog import MODELS
 from dogs_vs_cats.config import load_params
-from dogs_vs_cats.ladder import write_summary
 from dogs_vs_cats.stage import run
+from dogs_vs_cats.summary import write_summary
 
 
 def main(evaluations, logs, metrics, summary, ladder, curves):

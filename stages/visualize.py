@@ -12,8 +12,8 @@ Writes PNG images to OUTPUT (image plots for `dvc plots`):
 """
 
 from dogs_vs_cats.config import load_params
-from dogs_vs_cats.explain import visualize
 from dogs_vs_cats.stage import run
+from dogs_vs_cats.visualize import visualize
 
 
 def main(model_file, predictions, split_dir, output):

@@ -19,8 +19,8 @@ base.weights:
 
 from dogs_vs_cats.config import load_params
 from dogs_vs_cats.outputs import atomic_file
-from dogs_vs_cats.pretrained import resolve, weights_digest
 from dogs_vs_cats.stage import run
+from dogs_vs_cats.weights import resolve, weights_digest
 
 
 def main(output):

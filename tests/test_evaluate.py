@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from dogs_vs_cats.errors import StageError
-from dogs_vs_cats.evaluation import binary_metrics, evaluate
+from dogs_vs_cats.evaluate import binary_metrics, evaluate
 
 
 def brute_force_auc(labels, scores):

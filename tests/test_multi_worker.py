@@ -69,6 +69,10 @@ def test_multi_worker_without_tf_config_is_one_line(monkeypatch):
         monkeypatch.setenv("TF_CONFIG", bad)
         with pytest.raises(StageError, match="TF_CONFIG"):
             cluster_spec("finetune")
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"chief": ["a:1"], "worker": ["b:1"]}, '
+                                    '"task": {"type": "worker", "index": 0}}')
+    with pytest.raises(StageError, match=r"cluster has the jobs \['chief', 'worker'\]: only workers"):
+        cluster_spec("finetune")
 
 
 def test_the_schema_allows_multi_worker_where_it_works():

@@ -4,7 +4,7 @@ import pytest
 
 from dogs_vs_cats import nets, precision
 from dogs_vs_cats.catalog import model
-from dogs_vs_cats.ladder import settings_text
+from dogs_vs_cats.summary import settings_text
 
 SAPPHIRE_RAPIDS = {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}
 ZEN3 = {"avx2", "fma"}

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dogs_vs_cats import explain, stage
+from dogs_vs_cats import stage, visualize
 from dogs_vs_cats.archives import BadImage, check_image
 from dogs_vs_cats.check import check
 from dogs_vs_cats.cli import main as predict
@@ -228,7 +228,7 @@ def finetuned(tmp_path_factory):
 def draw(root, output, layers):
     settings = section("visualize", layers=layers, channels=2, filters=2, ascent_steps=1, ascent_size=32,
                        gradcam_images=2, augmentations=1, most_wrong=2)
-    return explain.visualize(root / "finetuned.keras", root / "predictions.json", root / "split", output, 48,
+    return visualize.visualize(root / "finetuned.keras", root / "predictions.json", root / "split", output, 48,
                              section("augment"), settings)
 
 
@@ -247,7 +247,7 @@ def test_visualize_holds_exactly_this_runs_pictures_even_with_one_layer(finetune
 
     def fails(*args, **kwargs):
         raise StageError("grad-cam failed")
-    monkeypatch.setattr(explain, "grad_cam", fails)  # the last picture: every other one was drawn
+    monkeypatch.setattr(visualize, "grad_cam", fails)  # the last picture: every other one was drawn
     with pytest.raises(StageError, match="grad-cam failed"):
         draw(finetuned, output, ["block2_conv1"])
     assert {path.name: path.read_bytes() for path in output.iterdir()} == before

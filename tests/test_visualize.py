@@ -2,8 +2,8 @@ import keras
 import numpy as np
 import pytest
 
-from dogs_vs_cats.explain import grad_cam, normalise
-from dogs_vs_cats.ladder import smooth
+from dogs_vs_cats.summary import smooth
+from dogs_vs_cats.visualize import grad_cam, normalise
 
 
 def listing_5_24(points, factor=0.8):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from onnx import helper, numpy_helper
 
-from dogs_vs_cats import pretrained
+from dogs_vs_cats import weights as pretrained
 from dogs_vs_cats.catalog import WEIGHTS_FILE
 from dogs_vs_cats.errors import StageError
 from stages import weights as weights_stage
