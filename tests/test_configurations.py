@@ -77,8 +77,9 @@ def make_command(target, *variables):
                            check=True).stdout
     line = next(line for line in shown.splitlines() if line.startswith("dvc exp run "))
     arguments = shlex.split(line)[1:]
-    assert arguments[-3:] == ["summary", "visualize", "export"]
-    return arguments[:-3]
+    targets = {"full": ["evaluate@head", "evaluate@finetuned"]}.get(target, ["summary", "visualize", "export"])
+    assert arguments[-len(targets):] == targets
+    return arguments[:-len(targets)]
 
 
 @pytest.mark.slow  # reads the Makefile's command through `make -n`
@@ -109,7 +110,7 @@ def test_each_make_target_gets_exactly_its_configuration_whatever_ran_before(tmp
     workspace = make_workspace(tmp_path / "ws")
     shutil.copytree(REPO / "conf", workspace / "conf")
     dvc(workspace, "config", "hydra.enabled", "true")
-    write_zip(workspace / "train.zip", kaggle_members(2000))  # the real archive's layout, tiny pictures
+    write_zip(workspace / "train.zip", kaggle_members(2300))  # the real archive's layout, tiny pictures
     run(workspace, "git", "add", "-A")
     run(workspace, "git", "commit", "-qm", "configurations")
 
@@ -119,7 +120,7 @@ def test_each_make_target_gets_exactly_its_configuration_whatever_ran_before(tmp
     # Each target's own `dvc exp run` line, run up to the split (the models are not the point).
     dvc(workspace, *make_command("run"), "split")
     assert (workspace / "params.yaml").read_text() == (REPO / "params.yaml").read_text()
-    assert split_counts(workspace) == {"train": 200, "validation": 100, "test": 100}
+    assert split_counts(workspace) == {"train": 100, "validation": 50, "test": 50}
 
     dvc(workspace, *make_command("book", "DATA=train.zip"), "split")
     book = params()
@@ -136,13 +137,20 @@ def test_each_make_target_gets_exactly_its_configuration_whatever_ran_before(tmp
                                                                           "features")} == \
         {key: value for key, value in book.items() if key not in ("configuration", *TRAINING_STAGES, "features")}
 
-    dvc(workspace, "exp", "run", "-S", "train_head.lr=5e-5", "-S", "split.train=150", "split")  # an experiment
-    assert split_counts(workspace)["train"] == 150
+    full = dvc(workspace, *make_command("full", "FAST=1", "DATA=train.zip"), "split")
+    assert "split" in stages_run(full.stdout)
+    assert split_counts(workspace) == {"train": 1300, "validation": 500, "test": 500}  # every other photo
+    assert params()["configuration"] == {"schedule": "full", "levers": "fast"}
+    assert params()["finetune"]["start_from"] == "head" and params()["finetune"]["epochs"] == 3
+
+    dvc(workspace, "exp", "run", "-S", "train_head.lr=5e-5", "-S", "split.train=90", "split")  # an experiment
+    assert split_counts(workspace)["train"] == 90
     dvc(workspace, *make_command("run"), "split")
     assert (workspace / "params.yaml").read_text() == (REPO / "params.yaml").read_text()  # nothing stayed
-    assert split_counts(workspace) == {"train": 200, "validation": 100, "test": 100}
+    assert split_counts(workspace) == {"train": 100, "validation": 50, "test": 50}
 
     shown = json.loads(dvc(workspace, "exp", "show", "--json").stdout)
     used = [exp["data"]["params"]["params.yaml"]["data"]["configuration"]
             for rev in shown for branch in (rev.get("experiments") or []) for exp in branch["revs"]]
-    assert {(c["schedule"], c["levers"]) for c in used} == {("quick", "none"), ("book", "none"), ("book", "fast")}
+    assert {(c["schedule"], c["levers"]) for c in used} == {("quick", "none"), ("book", "none"), ("book", "fast"),
+                                                             ("full", "fast")}
