@@ -2,7 +2,8 @@
 
     python bench/stage_memory.py [--out stages.json] -- make full FAST=1 DATA=... WEIGHTS=...
 
-Polls /proc twice a second for processes started as `python -m stages.<name>` and keeps,
+Polls /proc twice a second for processes started as `python -m stages.<name>` under the
+command (not those of anything else running meanwhile) and keeps,
 per stage, the kernel's peak resident set (VmHWM: exact, however short the peak), when it
 was first and last seen, and its process ids. Prints a table when the command ends and
 writes it to --out as JSON. Linux only.
@@ -16,11 +17,29 @@ import time
 from pathlib import Path
 
 
-def stage_processes():
-    """{pid: (stage name, peak RSS in bytes)} of the `python -m stages.<name>` processes now running."""
+def parents():
+    """{pid: parent pid} of every process now running."""
     found = {}
     for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
+        try:
+            found[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # not a process, or it ended meanwhile
+    return found
+
+
+def descends(pid, root, parent):
+    while pid in parent and pid != root:
+        pid = parent[pid]
+    return pid == root
+
+
+def stage_processes(root):
+    """{pid: (stage name, peak RSS in bytes)} of the `python -m stages.<name>` processes now
+    running under the process `root` (not those of anything else running meanwhile)."""
+    found, parent = {}, parents()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or not descends(int(proc.name), root, parent):
             continue
         try:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
@@ -53,7 +72,7 @@ def main():
     process = subprocess.Popen(command)
     while process.poll() is None:
         now = time.monotonic() - started
-        for pid, (name, peak) in stage_processes().items():
+        for pid, (name, peak) in stage_processes(process.pid).items():
             entry = stages.setdefault(name, {"peak_rss_mb": 0, "first_s": now, "last_s": now, "pids": []})
             entry["peak_rss_mb"] = max(entry["peak_rss_mb"], round(peak / 2**20))
             entry["last_s"] = now
