@@ -248,7 +248,8 @@ def test_wide_grey_constants_keep_their_level():
 def test_make_quotes_paths_for_the_shell_and_for_hydra():
     shown = subprocess.run(["make", "-n", "run", "book", "WEIGHTS=my weights/vgg 16.h5", "DATA=it's, a=b.zip",
                             "FAST=1"], cwd=REPO, capture_output=True, text=True).stdout
-    arguments = shlex.split(shown.splitlines()[0])  # what the shell passes to dvc
+    # under a parent make (`make test`), make -n also prints "make[1]: Entering directory"
+    arguments = shlex.split(next(line for line in shown.splitlines() if line.startswith("dvc exp run ")))
     overrides = [arguments[i + 1] for i, argument in enumerate(arguments) if argument == "-S"]
     assert "base.weights='my weights/vgg 16.h5'" in overrides  # quoted: Hydra takes it as it is
     assert "data.archive='it\\'s, a=b.zip'" in overrides
