@@ -33,9 +33,12 @@ MNIST ?=
 # The environment comes from lock files (every package pinned, with hashes): what `make
 # run` needs from requirements/run.lock; `make test` adds requirements/test.lock's extras.
 # After changing pyproject.toml's dependencies: `make lock`, and commit requirements/.
+# pip compiles the 11,000 modules it installs to bytecode one by one; compileall does it on
+# every core (every stage imports thousands of them: they must be compiled once, here).
 $(VENV)/.installed: requirements/run.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements/run.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes --no-deps --no-compile -r requirements/run.lock
+	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib
 	touch $@
 
 $(VENV)/.test-installed: $(VENV)/.installed requirements/test.lock

@@ -22,7 +22,6 @@ import argparse
 import io
 import json
 import math
-import os
 import subprocess
 import sys
 import tempfile
@@ -212,8 +211,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         np.save(Path(tmp) / "photos.npy", photos)
         child = [sys.executable, "-m", "bench.augmentation", "--child", tmp, "--draws", str(args.draws)]
-        done = subprocess.run(child, cwd=REPO, capture_output=True, text=True,
-                              env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+        done = subprocess.run(child, cwd=REPO, capture_output=True, text=True)  # quiet as bench/__init__.py makes it
         if done.returncode:
             sys.exit(f"{done.stderr[-3000:]}\nerror: the ImageDataGenerator measurement failed")
         rows = {"ImageDataGenerator": json.loads(done.stdout.strip().splitlines()[-1])}

@@ -95,7 +95,7 @@ def main():
         return
     columns = {}
     for label, cap in (("full oneDNN", None), ("ONEDNN_MAX_CPU_ISA=AVX2", "AVX2")):
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+        env = dict(os.environ)  # TensorFlow's log quiet as bench/__init__.py makes it
         env.pop("ONEDNN_MAX_CPU_ISA", None)
         if cap:
             env["ONEDNN_MAX_CPU_ISA"] = cap

@@ -18,6 +18,7 @@ import signal
 import sys
 from pathlib import Path
 
+from dogs_vs_cats.calibration import calibration_file
 from dogs_vs_cats.catalog import IMAGE_MODELS
 from dogs_vs_cats.errors import not_a_file, StageError
 from dogs_vs_cats.outputs import check_writable, sweep_debris, write_target
@@ -28,9 +29,13 @@ from dogs_vs_cats.predict import (
     image_sources,
     IMAGE_SUFFIXES,
     load_classifier,
+    model_file,
+    model_temperature,
+    one_line,
     TTA_VIEWS,
     write_csv,
 )
+from dogs_vs_cats.quiet import quiet_tensorflow
 from dogs_vs_cats.stage import Terminated
 
 
@@ -55,9 +60,10 @@ def _emit(line):
 
 
 def table_line(prediction, width):
+    name = one_line(prediction.name)  # any name the file system allows, as one printable line
     if prediction.p_dog is None:
-        return f"{prediction.name:<{width}}  {'-':>6}  skipped: {prediction.reason}"
-    return f"{prediction.name:<{width}}  {prediction.p_dog:6.4f}  {prediction.label}"
+        return f"{name:<{width}}  {'-':>6}  skipped: {one_line(prediction.reason)}"
+    return f"{name:<{width}}  {prediction.p_dog:6.4f}  {prediction.label}"
 
 
 def arguments(argv, prog="dogs-vs-cats-predict"):
@@ -108,6 +114,7 @@ def out_problem(out, inputs):
 
 
 def main(argv=None, prog="dogs-vs-cats-predict"):
+    quiet_tensorflow()  # before load_classifier imports TensorFlow
     args = arguments(sys.argv[1:] if argv is None else argv, prog)
     for path in args.paths:
         if not (Path(path).is_file() or Path(path).is_dir()):
@@ -127,8 +134,13 @@ def main(argv=None, prog="dogs-vs-cats-predict"):
                 sweep_debris([written])  # the temporaries killed runs left beside it
             check_writable([args.out])
         classifier = load_classifier(args.model)
+        temperature = model_temperature(args.model)
+        if temperature != 1:
+            print(f"P(dog) calibrated with the temperature {temperature:g} fitted on the validation photos "
+                  f"({calibration_file(model_file(args.model)[0])})", file=sys.stderr)
         total = count_sources(args.paths)
-        predictions = classify(image_sources(args.paths), classifier, args.batch_size, args.tta, total)
+        predictions = classify(image_sources(args.paths), classifier, args.batch_size, args.tta, total,
+                               temperature=temperature)
         if args.out:
             predictions = write_csv(predictions, args.out)
         width = 40

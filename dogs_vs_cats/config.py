@@ -26,6 +26,7 @@ Distribute = Literal["none", "mirrored"]
 # Several machines, each running the stage's cmd with its TF_CONFIG (docs/scaling-out.md):
 # the stages that train through VGG16 or its features, where the time goes.
 MultiWorker = Literal["none", "mirrored", "multi_worker"]
+Seconds = Annotated[StrictInt, Field(ge=1)]
 Cache = Literal["auto", True, False]
 Patience = Annotated[StrictInt, Field(ge=0)]
 Views = Annotated[StrictInt, Field(ge=0)]  # 0: off
@@ -34,7 +35,9 @@ SMALL_CONVNET_MIN_SIZE = 46  # image.size: the small convnet's four 3x3 convolut
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    # allow_inf_nan=False: `.inf`, `.nan` and `1e400` (YAML reads it as infinity) are refused
+    # for every float key; an infinite learning rate would train a model of NaN weights.
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Configuration(Section):
@@ -83,7 +86,7 @@ class Split(Section):
     train: Union[Literal["all"], Count]  # all: every usable image outside validation and test
     validation: Count
     test: Count
-    holdout_from: Annotated[StrictInt, Field(ge=0)]  # with train all: where validation and test start
+    holdout_from: Annotated[StrictInt, Field(ge=0)]  # with train all: the number of the first held-out photo
     order: Literal["book", "random"]
     seed: Seed
 
@@ -143,18 +146,39 @@ class ScratchAugmented(Scratch):
     dropout: Fraction
 
 
-class TrainHead(Validated):
+def multi_worker_problem(section):
+    """What a section that may train on several machines cannot combine with multi_worker."""
+    if section.distribute == "multi_worker" and section.precision == "mixed_float16":
+        # Keras' loss scaling skips a step whose gradients overflow, decided on each worker
+        # before the gradients are summed: one worker would skip it and the other not.
+        return ("precision is mixed_float16 but distribute is multi_worker, where a step one worker skips on "
+                "an overflow the others take: set precision to float32 (or bfloat16)")
+    return None
+
+
+class SeveralMachines(Validated):
+    """A stage that can train on several machines (`distribute: multi_worker`)."""
+    distribute: MultiWorker
+    worker_timeout: Seconds  # how long a worker waits for the others to start, or to answer, before it stops
+
+    @model_validator(mode="after")
+    def multi_worker_rules(self):
+        problem = multi_worker_problem(self)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+
+class TrainHead(SeveralMachines):
     units: Count
     dropout: Fraction
-    distribute: MultiWorker
 
 
-class Echoed(Validated):
+class Echoed(SeveralMachines):
     """A stage with a frozen-part cache, whose features can be reused: echoed, or drawn from a pool of views."""
     cache: Cache
     echo: Count  # 1: off
     views: Views
-    distribute: MultiWorker
 
     @model_validator(mode="after")
     def reuse_needs_the_cache(self):

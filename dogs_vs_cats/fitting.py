@@ -1,12 +1,14 @@
 """How a convnet of the chapter is trained on the split's images: the one call behind the
 stages' listings, which turns the stage's levers (the frozen-part cache, echo, views,
-precision, distribute) into the data and the model fit() or the training step runs on."""
+precision, distribute) into the data and the model the training loop runs on."""
 
 import keras
 
-from dogs_vs_cats.cache import frozen_part_data, use_cache
+from dogs_vs_cats.batches import image_data
+from dogs_vs_cats.cache import frozen_part_data, pool_dtype, use_cache
 from dogs_vs_cats.nets import feature_extractor, split_at
-from dogs_vs_cats.training import image_data, train, training_precision
+from dogs_vs_cats.outputs import scratch_dir
+from dogs_vs_cats.training import train, training_precision
 
 
 def frozen_split(base, head, trainable_from):
@@ -40,8 +42,11 @@ def fit_images(stage, model, phases, params, split_dir, *, output, logs, base=No
     if use_cache(own.cache, own.echo, own.views, own.distribute):
         with training_precision(stage, own):
             lower, trainer = frozen_split(base, model.get_layer("head"), trainable_from)
-        data = frozen_part_data(feature_extractor(lower, params.base.preprocess), size, own.batch_size, own.seed,
-                                augment, own.echo, own.views, split_dir)
-        return train(stage, model, data, phases, own, trainer=trainer, output=output, logs=logs)
+        # A pool too large for memory lives beside the model while it trains, in the
+        # precision the layers above read it in (bfloat16 rows are what they cast to anyway).
+        with scratch_dir(output) as pool_dir:
+            data = frozen_part_data(feature_extractor(lower, params.base.preprocess), size, own.batch_size, own.seed,
+                                    augment, own.echo, own.views, split_dir, pool_dir, pool_dtype(own.precision))
+            return train(stage, model, data, phases, own, trainer=trainer, output=output, logs=logs)
     data = image_data(size, own.batch_size, own.seed, False, split_dir)
     return train(stage, model, data, phases, own, augment=augment, output=output, logs=logs)

@@ -52,7 +52,7 @@ def sweep_debris(outputs):
                 continue
             for entry in entries:
                 match = DEBRIS.fullmatch(entry.name)
-                if not match or (name is not None and match.group(3) != name) or _alive(int(match.group(2))):
+                if not match or (name is not None and match.group(3) != name) or alive(int(match.group(2))):
                     continue
                 if entry.is_dir(follow_symlinks=False):
                     shutil.rmtree(entry.path, ignore_errors=True)
@@ -60,7 +60,8 @@ def sweep_debris(outputs):
                     Path(entry.path).unlink(missing_ok=True)
 
 
-def _alive(pid):
+def alive(pid):
+    """Whether process `pid` runs (someone else's counts)."""
     if pid == os.getpid():
         return True
     try:
@@ -79,7 +80,7 @@ def _temp_name(target: Path, kind="tmp") -> Path:
 
 
 @contextlib.contextmanager
-def _full_disk_is_one_line(target):
+def disk_errors_are_one_line(target):
     """A full disk, a quota or a file size limit while writing `target`: one line naming it."""
     try:
         yield
@@ -122,13 +123,13 @@ def atomic_file(target):
     A full disk is one line naming `target`, and nothing half-written stays."""
     kind, path = write_target(target)
     if kind == "stream":
-        with _full_disk_is_one_line(target):
+        with disk_errors_are_one_line(target):
             yield path
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_name(path)
     try:
-        with _full_disk_is_one_line(target):
+        with disk_errors_are_one_line(target):
             yield tmp
             os.replace(tmp, path)
     finally:
@@ -144,7 +145,7 @@ def atomic_dir(target):
     tmp, old = _temp_name(target), _temp_name(target, "old")
     tmp.mkdir()
     try:
-        with _full_disk_is_one_line(target):
+        with disk_errors_are_one_line(target):
             yield tmp
             if target.exists():
                 os.replace(target, old)
@@ -164,13 +165,27 @@ def staged_files(folder):
     tmp = _temp_name(folder)
     tmp.mkdir()
     try:
-        with _full_disk_is_one_line(folder):
+        with disk_errors_are_one_line(folder):
             yield tmp
             folder.mkdir(exist_ok=True)
             for file in sorted(tmp.iterdir()):
                 os.replace(file, folder / file.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def scratch_dir(target):
+    """A folder beside `target` for what a stage needs only while it makes `target` (a pool
+    of views on disk), removed when the block ends, however it ends; one a killed run left
+    is swept by the next run's `sweep_debris`, as its other temporaries are."""
+    folder = _temp_name(Path(target), "tmp")
+    with disk_errors_are_one_line(folder):
+        folder.mkdir()
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def write_json(path, data):

@@ -23,6 +23,7 @@ import numpy as np
 
 from dogs_vs_cats import catalog
 from dogs_vs_cats.archives import BadImage, check_image, MAX_MEMBER_BYTES, quiet_bomb_warnings, read_member
+from dogs_vs_cats.calibration import read_temperature, scaled
 from dogs_vs_cats.errors import not_a_file, StageError
 from dogs_vs_cats.outputs import atomic_file, DEBRIS
 
@@ -85,6 +86,13 @@ def load_classifier(model):
     if len(shape) != 4 or shape[-1] != 3 or shape[1] != shape[2] or shape[1] is None:
         raise StageError(f"{path} takes inputs of shape {shape[1:]}, not square RGB images: "
                          f"use one of {', '.join(catalog.IMAGE_MODELS)}")
+    # A diverged training leaves NaN weights, which give NaN for every picture: refused here,
+    # before any work (a look at the weights, no model call), rather than written as P(dog)
+    # nan and the label "cat" for each; `classify` refuses any other output that is not finite.
+    if not all(np.isfinite(weights).all() for weights in classifier.get_weights()):
+        retrain = f"`dvc repro {trained_by}`" if trained_by else "train it again"
+        raise StageError(f"{path} holds weights that are not finite (NaN or infinite), so its outputs are not "
+                         f"either: its training diverged; retrain it with a lower learning rate ({retrain})")
     return classifier
 
 
@@ -132,10 +140,8 @@ NESTED_ZIP = "a zip inside the zip: extract it (`unzip {archive} {member}`) and 
 
 
 def count_sources(paths):
-    """How many images `paths` hold, for the progress bar (None for single files), from
-    the folder listings and the zips' directories: nothing is read or decoded."""
-    if not any(Path(p).is_dir() or str(p).endswith(".zip") for p in paths):
-        return None
+    """How many images `paths` hold, for the progress bar (drawn from 200 on), from the
+    folder listings and the zips' directories: nothing is read or decoded."""
     total = 0
     for path in map(Path, paths):
         if path.is_dir():
@@ -234,9 +240,16 @@ def predict_batch(classifier, images, tta=1):
     return np.mean(outputs, axis=0)
 
 
-def classify(sources, classifier, batch_size=32, tta=1, total=None, desc="predict"):
+def model_temperature(model):
+    """The temperature `evaluate` fitted for `model` (a catalog name or a .keras file), kept
+    beside it; 1 (P(dog) as the model gives it) where none is."""
+    return read_temperature(model_file(model)[0])
+
+
+def classify(sources, classifier, batch_size=32, tta=1, total=None, desc="predict", temperature=1.0):
     """Yield a Prediction per source ((name, bytes, None) or (name, None, why), as
-    `image_sources` gives them), in order, `batch_size` images at a time."""
+    `image_sources` gives them), in order, `batch_size` images at a time; P(dog) with its
+    logit divided by `temperature` (`model_temperature`)."""
     from tqdm import tqdm
     size = classifier.input_shape[1]
     sources = iter(sources)
@@ -247,19 +260,36 @@ def classify(sources, classifier, batch_size=32, tta=1, total=None, desc="predic
             with quiet_bomb_warnings():
                 prepared = list(pool.map(lambda item: _prepare(item, size), chunk))
             good = [image for _, image, _ in prepared if image is not None]
-            probabilities = iter(predict_batch(classifier, np.stack(good), tta) if good else [])
+            probabilities = iter(scaled(predict_batch(classifier, np.stack(good), tta), temperature) if good else [])
             for name, image, reason in prepared:
                 p_dog = None if image is None else float(next(probabilities))
+                if p_dog is not None and not np.isfinite(p_dog):
+                    raise StageError(f"the model gives P(dog) {p_dog} for {one_line(name)}, not a probability: its "
+                                     f"training diverged; retrain it with a lower learning rate")
                 yield Prediction(name, p_dog, reason)
             bar.update(len(chunk))
 
 
+def utf8_text(text):
+    """`text` as valid UTF-8: the bytes of a file name that are not UTF-8 (which Python holds
+    as surrogates, its surrogateescape) written as `\\xff`, so any UTF-8 reader reads the CSV."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def one_line(text):
+    """`text` as utf8_text, with control characters escaped too (a newline as `\\n`): one file
+    is one line of the table, and a name cannot move the terminal's cursor."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in utf8_text(text))
+
+
 def write_csv(predictions, out):
-    """Stream predictions to `out` (written under a temporary name, renamed at the end)."""
-    with atomic_file(out) as tmp, open(tmp, "w", newline="") as f:
+    """Stream predictions to `out` (written under a temporary name, renamed at the end), in
+    UTF-8; a newline or a comma in a name is quoted as CSV does (`csv` module)."""
+    with atomic_file(out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["file", "p_dog", "label", "skipped"])
         for prediction in predictions:
             p_dog = "" if prediction.p_dog is None else f"{prediction.p_dog:.6f}"
-            writer.writerow([prediction.name, p_dog, prediction.label or "", prediction.reason or ""])
+            writer.writerow([utf8_text(prediction.name), p_dog, prediction.label or "",
+                             utf8_text(prediction.reason or "")])
             yield prediction

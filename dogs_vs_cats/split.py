@@ -47,12 +47,19 @@ def usable_images(archive, infos, pool):
             yield (info, None, error) if error else (info, data, note)
 
 
-def split_of(position, counts):
-    """The split that takes a class's `position`-th usable image (0-based), or None when
-    every split is full. Numeric counts take train, validation, test one after the other;
-    `train: all` puts validation and test at `holdout_from` and every other image in train."""
+def split_of(position, counts, number=0):
+    """The split that takes a class's usable image numbered `number`, or None when every
+    split is full. Numeric counts take train, validation, test one after the other, by
+    `position`, the image's among the usable ones (0-based). `train: all` chooses by number:
+    every image numbered below `holdout_from` trains, whatever is missing below it, and
+    `position` counts the usable images from `holdout_from` on: the first `validation` of
+    them validate, the next `test` test, the rest train."""
     validation, test = counts["validation"], counts["test"]
-    start = counts.get("holdout_from", 0) if counts["train"] == "all" else counts["train"]
+    start = counts["train"]
+    if counts["train"] == "all":
+        if number < counts.get("holdout_from", 0):
+            return "train"
+        start = 0
     if position < start:
         return "train"
     if position < start + validation:
@@ -63,10 +70,11 @@ def split_of(position, counts):
 
 
 def images_needed(counts):
-    """Usable images each class must have for `counts`."""
+    """Usable images each class must have for `counts` (with `train: all`, numbered
+    `holdout_from` or above: validation and test, and one more to train on)."""
     held_out = counts["validation"] + counts["test"]
     if counts["train"] == "all":
-        return counts.get("holdout_from", 0) + held_out + 1  # at least one training image
+        return held_out + 1
     return counts["train"] + held_out
 
 
@@ -91,10 +99,16 @@ def why_unusable(skipped, ignored):
 
 
 def write_class(archive, infos, kind, folder, counts, pool, tmp, summary, progress):
-    """Write one class's chosen images into `tmp`; the number of usable images found."""
-    position = 0
+    """Write one class's chosen images into `tmp`, and each split's lowest and highest number
+    into `summary`; the number of usable images found, and how many of them are numbered
+    `holdout_from` or above (with `train: all`; else all of them)."""
+    found = position = 0
+    from_holdout = counts.get("holdout_from", 0) if counts["train"] == "all" else 0
+    spans = {}  # split: (lowest number, highest)
     for info, data, note in usable_images(archive, infos, pool):
-        name = split_of(position, counts)
+        index = IMAGE_NAME.fullmatch(PurePosixPath(info.filename).name).group(2)
+        number = int(index)
+        name = split_of(position, counts, number)
         if name is None:
             break
         progress.update(1)
@@ -103,13 +117,45 @@ def write_class(archive, infos, kind, folder, counts, pool, tmp, summary, progre
             continue
         if note:
             summary["converted"].append({"member": info.filename, "reason": note})
-        index = IMAGE_NAME.fullmatch(PurePosixPath(info.filename).name).group(2)
         # The output name is rebuilt from the parsed class and index, never taken from the
         # archive, so no member name can point outside data/split.
         (tmp / name / folder / f"{kind}.{index}.jpg").write_bytes(data)
         summary["counts"][name][folder] += 1
-        position += 1
-    return position
+        low, high = spans.get(name, (number, number))
+        spans[name] = min(low, number), max(high, number)
+        found += 1
+        position += number >= from_holdout
+    for name in SPLITS:
+        first, last = spans.get(name, (None, None))
+        summary["numbers"][name][folder] = {"first": first, "last": last}
+    return found, position
+
+
+def shortfall(counts, kind, found, held):
+    """(what a class has, what `counts` asks for), the middle of a one-line error, when the
+    class has too few usable images (`found`, `held` of them from holdout_from on); else None."""
+    needed = images_needed(counts)
+    if counts["train"] != "all":
+        return None if found >= needed else (
+            f"{found} usable {kind} images", f"split.train + split.validation + split.test asks for {needed}")
+    if held >= needed - 1 and found >= needed:
+        return None
+    first = counts.get("holdout_from", 0)
+    return (f"{found} usable {kind} images, {held} of them numbered {first} or above",
+            f"split.validation + split.test asks for {needed - 1} numbered split.holdout_from ({first}) or above, "
+            f"and 1 more to train on")
+
+
+def warn_if_holdout_moved(kind, folder, counts, summary):
+    """With `train: all` in the book's order, one line when validation and test are not the
+    photos numbered holdout_from on (some missing or unusable there), saying what they took."""
+    first, held_out = counts.get("holdout_from", 0), counts["validation"] + counts["test"]
+    validation, test = summary["numbers"]["validation"][folder], summary["numbers"]["test"][folder]
+    moved = test["last"] - (first + held_out - 1)  # each photo missing or skipped there moves the end by one
+    if moved:
+        print(f"warning: {kind}.{first}-{first + held_out - 1} (split.holdout_from on) lack {moved} usable "
+              f"photo{'s' if moved > 1 else ''}: validation took {kind}.{validation['first']}-{validation['last']} "
+              f"and test {kind}.{test['first']}-{test['last']} instead (metrics/data.json: numbers)")
 
 
 def make_split(archive_path, counts, order="book", seed=0, *, output, report):
@@ -119,6 +165,7 @@ def make_split(archive_path, counts, order="book", seed=0, *, output, report):
     counts = dict(counts)
     needed = images_needed(counts)
     summary = {"counts": {name: {folder: 0 for folder in CLASS_FOLDERS} for name in SPLITS},
+               "numbers": {name: {} for name in SPLITS},  # each class's lowest and highest number
                "order": order, "seed": seed, "skipped": [], "converted": []}
     with open_archive(archive_path) as archive, atomic_dir(output) as tmp, ThreadPoolExecutor() as pool:
         candidates, summary["skipped"], ignored = list_candidates(archive)
@@ -133,17 +180,18 @@ def make_split(archive_path, counts, order="book", seed=0, *, output, report):
                 infos = [candidates[kind][i] for i in sorted(candidates[kind])]
                 if order == "random":
                     random.Random(f"{seed}-{kind}").shuffle(infos)
-                found = write_class(archive, infos, kind, folder, counts, pool, tmp, summary, progress)
-                if found < needed:
-                    asked = ("split.holdout_from + split.validation + split.test (+ 1 to train on)"
-                             if counts["train"] == "all" else "split.train + split.validation + split.test")
+                found, held = write_class(archive, infos, kind, folder, counts, pool, tmp, summary, progress)
+                lacking = shortfall(counts, kind, found, held)
+                if lacking:
                     advice = "lower those counts in params.yaml or use a larger archive"
                     if not found and any(KAGGLE_TEST_SET.fullmatch(name) for name in ignored):
                         advice = ("it holds Kaggle's test set (test1/<id>.jpg, unlabelled: submission.archive's "
                                   "input): point data.archive at train.zip or the competition's dogs-vs-cats.zip")
-                    raise StageError(
-                        f"data.archive {archive_path} has {found} usable {kind} images"
-                        f"{why_unusable(summary['skipped'], ignored)}; {asked} asks for {needed}: {advice}")
+                    has, asked = lacking
+                    raise StageError(f"data.archive {archive_path} has {has}{why_unusable(summary['skipped'], ignored)}"
+                                     f"; {asked}: {advice}")
+                if counts["train"] == "all" and order == "book":
+                    warn_if_holdout_moved(kind, folder, counts, summary)
         summary["total"] = sum(sum(per_class.values()) for per_class in summary["counts"].values())
         summary["ignored"] = {"count": len(ignored), "examples": ignored[:10]}
         summary["skipped_count"] = len(summary["skipped"])

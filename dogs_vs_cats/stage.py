@@ -33,6 +33,12 @@ def _dvc_specs(name):
     return [spec for spec in specs if spec.get("cmd", "").split()[:3] == ["python", "-m", f"stages.{name}"]]
 
 
+def declared_params(name):
+    """The params dvc.yaml lists for the stages run as `python -m stages.<name>` ("augment",
+    "image.size", ...): empty where no dvc.yaml is found."""
+    return [param for spec in _dvc_specs(name) for param in spec.get("params", []) if isinstance(param, str)]
+
+
 def _paths(entries):
     return [next(iter(entry)) if isinstance(entry, dict) else entry for entry in entries]
 

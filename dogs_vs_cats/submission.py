@@ -13,7 +13,7 @@ from pathlib import PurePosixPath
 from dogs_vs_cats.archives import open_archive, read_member, SUBMISSION_HELP
 from dogs_vs_cats.errors import StageError
 from dogs_vs_cats.outputs import atomic_file
-from dogs_vs_cats.predict import classify, load_classifier, read_source
+from dogs_vs_cats.predict import classify, load_classifier, model_temperature, read_source
 
 TEST_NAME = re.compile(r"(0|[1-9][0-9]*)\.jpg")  # test1/<id>.jpg
 UNREADABLE = 0.5  # what an image that cannot be read gets: no information, log loss ln 2
@@ -21,26 +21,46 @@ SHOWN = 20  # ignored images named one per line; the rest counted
 KAGGLE_TEST_IDS = 12_500  # the competition's test1.zip: ids 1..12500, each one scored
 
 
-def id_gap(ids):
-    """The ids a submission lacks, as a phrase ("no id missing of 1..12500", "3 ids missing
-    of 1..12500: 7, 100-101"): ids run from 1 to the highest, or to Kaggle's 12,500 when
-    more than half of those are there (the competition's test set with its last ids lost)."""
-    ids = set(ids)
-    top = max(ids, default=0)
-    if top <= KAGGLE_TEST_IDS < 2 * len(ids):
-        top = KAGGLE_TEST_IDS
-    missing = sorted(set(range(1, top + 1)) - ids)
-    if not missing:
-        return f"no id missing of 1..{top}"
-    runs = []  # consecutive ids as one range
-    for image_id in missing:
+def ranges(ids):
+    """Sorted distinct ids as runs of consecutive ones, [[first, last], ...]."""
+    runs = []
+    for image_id in ids:
         if runs and runs[-1][1] == image_id - 1:
             runs[-1][1] = image_id
         else:
             runs.append([image_id, image_id])
-    shown = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs[:SHOWN])
-    more = f" and {len(runs) - SHOWN} more ranges" if len(runs) > SHOWN else ""
-    return f"{len(missing)} id{'s' if len(missing) > 1 else ''} missing of 1..{top}: {shown}{more}"
+    return runs
+
+
+def shown(runs):
+    """Runs as "7, 100-101": the first SHOWN of them, then how many more."""
+    text = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs[:SHOWN])
+    return text + (f" and {len(runs) - SHOWN} more ranges" if len(runs) > SHOWN else "")
+
+
+def id_gap(ids):
+    """The ids a submission lacks, as a phrase ("no id missing of 1..12500", "3 ids missing
+    of 1..12500: 7, 100-101"): ids run from 1 to the highest, or to Kaggle's 12,500 when
+    more than half of those are there (the competition's test set with its last ids lost).
+    Ids outside Kaggle's 1..12500 (0, 123456789012) are kept as they are and named.
+
+    The gaps are found between the ids themselves, so time and memory follow the number of
+    photos, never the numbers in their names."""
+    ids = sorted(set(ids))
+    kaggle = [image_id for image_id in ids if 1 <= image_id <= KAGGLE_TEST_IDS]
+    outside = [image_id for image_id in ids if not 1 <= image_id <= KAGGLE_TEST_IDS]
+    top = kaggle[-1] if kaggle else 0
+    if KAGGLE_TEST_IDS < 2 * len(kaggle):
+        top = KAGGLE_TEST_IDS
+    # the runs of missing ids are the gaps between consecutive ids present (and after the last)
+    gaps = [[low + 1, high - 1] for low, high in zip([0, *kaggle], [*kaggle, top + 1]) if high - low > 1]
+    missing = sum(high - low + 1 for low, high in gaps)
+    phrase = (f"{missing} id{'s' if missing > 1 else ''} missing of 1..{top}: {shown(gaps)}" if missing
+              else f"no id missing of 1..{top}")
+    if outside:
+        phrase += (f"; {len(outside)} id{'s' if len(outside) > 1 else ''} outside Kaggle's 1..{KAGGLE_TEST_IDS}, "
+                   f"kept as they are: {shown(ranges(outside))}")
+    return phrase
 
 
 def test_members(archive):
@@ -67,7 +87,7 @@ def test_members(archive):
 def write_submission(archive_path, model, out, clip=0.005, tta=1, batch_size=32):
     """Write the submission CSV to `out` from `model` (a catalog name or a .keras file);
     return (rows, skipped [(id, reason)])."""
-    classifier = load_classifier(model)
+    classifier, temperature = load_classifier(model), model_temperature(model)
     skipped = []
     with open_archive(archive_path, inner="test1.zip", names=TEST_NAME, param="submission.archive",
                       help=SUBMISSION_HELP) as archive:
@@ -77,7 +97,8 @@ def write_submission(archive_path, model, out, clip=0.005, tta=1, batch_size=32)
         sources = (read_source(str(image_id), partial(read_member, archive, info)) for image_id, info in members)
         with atomic_file(out) as tmp, open(tmp, "w") as f:
             f.write("id,label\n")
-            for prediction in classify(sources, classifier, batch_size, tta, total=len(members), desc="submission"):
+            for prediction in classify(sources, classifier, batch_size, tta, total=len(members),
+                                       desc="submission", temperature=temperature):
                 if prediction.p_dog is None:
                     skipped.append((prediction.name, prediction.reason))
                     p_dog = UNREADABLE

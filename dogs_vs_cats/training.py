@@ -1,16 +1,20 @@
-"""How every model of the chapter is trained: seeding, data, DVCLive logging, keeping the
-best epoch, stopping early, saving.
+"""How every model of the chapter is trained, one epoch after another, in one loop for one
+process and for many workers (keras.io's "Writing a training loop from scratch",
+TensorFlow's "Custom training loop with MultiWorkerMirroredStrategy"): the phases, the
+learning rate of each epoch, DVCLive's log, the best epoch, stopping early, a checkpoint
+after every epoch to resume from, and saving.
+
+One epoch: `train_epoch` runs `training_step` on every batch of `EpochBatches` (each worker
+on its rows of the global batch), then `validation_logs` on the validation set (each worker
+on its share of the batches, the figures summed exactly across the workers), then the
+callbacks and the checkpoint. In one process the step is fit()'s own arithmetic, to the
+bit: the same weights as `model.fit` with the same seeds and batches.
 
 A stage's params section (typed, from `config.load_params`, or a plain mapping of its
 keys) comes in as `params`; it was checked when params.yaml was loaded."""
 
-import contextlib
-import json
 import math
-import os
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,191 +27,51 @@ from dvclive.keras import DVCLiveCallback
 from tqdm import tqdm
 
 from dogs_vs_cats.augment import augmentation
-from dogs_vs_cats.catalog import SPLIT_DIR
+from dogs_vs_cats.batches import ValidationBatches
+from dogs_vs_cats.checkpoint import Resume
+from dogs_vs_cats.distribute import (
+    agree,
+    all_sum,
+    digest,
+    is_chief,
+    reseed,
+    run_items,
+    worker_folder,
+    worker_seed,
+    workers,
+)
 from dogs_vs_cats.errors import StageError
-from dogs_vs_cats.images import list_images, load_image, load_images
 from dogs_vs_cats.nets import count_trainable, recast
 from dogs_vs_cats.outputs import atomic_dir, atomic_file, write_json
 from dogs_vs_cats.precision import precision_policy, resolve_precision
 
-
-def seed_everything(seed):
-    keras.utils.set_random_seed(seed)
-
-
-MULTI_WORKER_HELP = ("set TF_CONFIG on every worker before running the stage's cmd, e.g. TF_CONFIG="
-                     "'{\"cluster\": {\"worker\": [\"host1:12345\", \"host2:12345\"]}, "
-                     "\"task\": {\"type\": \"worker\", \"index\": 0}}' with index 0 on the chief, "
-                     "1 on the next machine (docs/scaling-out.md)")
-
-
-def cluster_spec(stage):
-    """TF_CONFIG's workers and this process's index, checked: StageError saying what to set."""
-    raw = os.environ.get("TF_CONFIG", "")
-    where = f"{stage}.distribute is multi_worker"
-    if not raw.strip():
-        raise StageError(f"{where} but TF_CONFIG is not set: {MULTI_WORKER_HELP}")
-    try:
-        config = json.loads(raw)
-        workers, task = config["cluster"]["worker"], config["task"]
-        index = int(task["index"])
-    except (ValueError, KeyError, TypeError):
-        raise StageError(f"{where} but TF_CONFIG is not a cluster of workers and a task: {MULTI_WORKER_HELP}") from None
-    if set(config["cluster"]) != {"worker"}:
-        raise StageError(f"{where} but TF_CONFIG's cluster has the jobs {sorted(config['cluster'])}: only "
-                         f"workers are supported (worker 0 is the chief): {MULTI_WORKER_HELP}")
-    if task.get("type") != "worker" or not 0 <= index < len(workers):
-        raise StageError(f"{where} but TF_CONFIG's task is {task} for workers {workers}: {MULTI_WORKER_HELP}")
-    return workers, index
-
-
-@contextlib.contextmanager
-def training_scope(stage, params):
-    """Build and train inside this block: every random generator seeded with the stage's
-    `seed` (Python, NumPy, TensorFlow, Keras), and the tf.distribute strategy of its
-    `distribute` param entered.
-
-    none: TensorFlow's default, one device. mirrored: MirroredStrategy, one replica per
-    local GPU (the CPU when there is none), weights kept in sync after every batch.
-    multi_worker: MultiWorkerMirroredStrategy over the machines TF_CONFIG lists, each running
-    the stage's own cmd; `train` then runs its own training step (Keras' fit() cannot run
-    under it) and only the chief, worker 0, writes the outputs. `batch_size` is the global
-    batch, split evenly across the replicas.
-    """
-    import tensorflow as tf
-    settings = dict(params)
-    if settings.get("seed") is not None:
-        seed_everything(settings["seed"])
-    distribute = settings["distribute"]
-    if distribute == "multi_worker":
-        workers, index = cluster_spec(stage)
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
-        print(f"{stage}: MultiWorkerMirroredStrategy over {strategy.num_replicas_in_sync} replica(s) on "
-              f"{len(workers)} workers; this is worker {index}" + (" (the chief: it writes the outputs)" if not index
-                                                                    else " (writes nothing the pipeline tracks)"))
-    elif distribute == "mirrored":
-        strategy = tf.distribute.MirroredStrategy()
-        print(f"{stage}: MirroredStrategy over {strategy.num_replicas_in_sync} replica(s)")
-    else:
-        strategy = tf.distribute.get_strategy()
-    with strategy.scope():
-        yield strategy
-
-
-def multi_worker(strategy):
-    import tensorflow as tf
-    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-
-
-def is_chief(strategy):
-    """Whether this process writes the outputs: always, but for workers 1.. under multi_worker."""
-    return not multi_worker(strategy) or strategy.cluster_resolver.task_id == 0
+# The losses the stages train with, as Keras' classes (whose `reduction` the loop chooses).
+LOSSES = {"binary_crossentropy": keras.losses.BinaryCrossentropy,
+          "sparse_categorical_crossentropy": keras.losses.SparseCategoricalCrossentropy}
 
 
 def training_precision(stage, params):
     """Layers built inside this block compute in the stage's `precision` param."""
-    return precision_policy(dict(params)["precision"], f"{stage}.precision")
+    settings = dict(params)
+    if settings.get("distribute") == "multi_worker" and resolve_precision(settings["precision"]) == "mixed_float16":
+        # Keras' loss scaling skips a step whose gradients overflow, decided on each
+        # worker before the gradients are summed: one worker would skip, the other not.
+        raise StageError(f"{stage}.precision auto is mixed_float16 on this GPU, which multi_worker cannot train: "
+                         f"set {stage}.precision to float32 (or bfloat16)")
+    return precision_policy(settings["precision"], f"{stage}.precision")
 
 
-def split_labels(split, root=SPLIT_DIR):
-    paths, labels = list_images(split, root)
-    return paths, np.asarray(labels, dtype=np.float32)
-
-
-class EpochBatches(keras.utils.PyDataset):
-    """Training batches in an order this project draws, not Keras or tf.data: epoch `e`
-    takes the examples in the order of numpy's default_rng((seed, e)).permutation
-    (`shuffle=False`: in their own order, for validation). fit() must get `shuffle=False`.
-
-    `epoch` is set from outside (train() before each fit(), and `FollowEpochs` at every
-    epoch's start), not counted in `on_epoch_end`: Keras 3.15 calls on_epoch_end once more
-    at the start of every fit(), after reading batches 0 and 1 to learn their shapes
-    (tests/test_training.py records that order). A subclass gives `batch(indices)`.
-    """
-
-    def __init__(self, count, batch_size, labels, seed=0, shuffle=True):
-        super().__init__()  # one worker: batches are made in order, in fit()'s data thread
-        self.count, self.batch_size, self.seed, self.shuffle = count, batch_size, seed, shuffle
-        self.labels = np.asarray(labels, dtype=np.float32)
-        self.epoch = 0
-
-    def order(self, epoch):
-        if not self.shuffle:
-            return np.arange(self.count)
-        return np.random.default_rng((self.seed, epoch)).permutation(self.count)
-
-    def __len__(self):
-        return -(-self.count // self.batch_size)
-
-    def __getitem__(self, index):
-        indices = self.order(self.epoch)[index * self.batch_size:(index + 1) * self.batch_size]
-        return self.batch(indices), self.labels[indices]
-
-    def batch(self, indices):
-        raise NotImplementedError
-
-
-class ArrayBatches(EpochBatches):
-    """Batches of in-memory arrays (uint8 images are handed over as float32)."""
-
-    def __init__(self, x, labels, batch_size, seed=0, shuffle=True):
-        super().__init__(len(x), batch_size, labels, seed, shuffle)
-        self.x = x
-
-    def batch(self, indices):
-        return self.x[indices].astype(np.float32)
-
-
-class FileBatches(EpochBatches):
-    """Batches of images decoded from disk on every request, exactly as `load_images` decodes them."""
-
-    def __init__(self, paths, labels, size, batch_size, seed=0, shuffle=True):
-        super().__init__(len(paths), batch_size, labels, seed, shuffle)
-        self.paths, self.size = list(paths), size
-
-    def batch(self, indices):
-        return np.stack([load_image(self.paths[i], self.size).numpy() for i in indices])
-
-
-class FollowEpochs(keras.callbacks.Callback):
-    """Tell `batches` which epoch fit() starts (its absolute number, across phases)."""
-
-    def __init__(self, batches):
-        super().__init__()
-        self.batches = batches
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.batches.epoch = epoch
-
-
-def image_data(size, batch_size, seed, cached, root=SPLIT_DIR):
-    """fit()'s data arguments: training batches (an `EpochBatches`, reshuffled every epoch by
-    `seed`) and validation batches from the split folder `root`.
-
-    Cached, every image is decoded and resized once and kept in memory as uint8; the
-    batches are the same as when decoding from disk on every request.
-    """
-    (train_paths, train_labels), (val_paths, val_labels) = split_labels("train", root), split_labels("validation", root)
-    if cached:
-        train = ArrayBatches(load_images(train_paths, size, "decoding train"), train_labels, batch_size, seed)
-        validation = ArrayBatches(load_images(val_paths, size, "decoding validation"), val_labels, batch_size,
-                                  shuffle=False)
-    else:
-        train = FileBatches(train_paths, train_labels, size, batch_size, seed)
-        validation = FileBatches(val_paths, val_labels, size, batch_size, shuffle=False)
-    return {"x": train, "validation_data": validation}
-
-
-def open_live(directory, params):
-    """A DVCLive log in `directory`, declared in dvc.yaml (so no dvc.yaml of its own)."""
-    live = Live(str(directory), dvcyaml=None, save_dvc_exp=False)
-    live.log_params(dict(params))
+def open_live(directory, params, resume=False):
+    """A DVCLive log in `directory`, declared in dvc.yaml (so no dvc.yaml of its own); with
+    `resume`, the log already there goes on."""
+    live = Live(str(directory), dvcyaml=None, save_dvc_exp=False, resume=resume)
+    live.log_params(params)
     return live
 
 
 class LiveCallback(DVCLiveCallback):
     """DVCLive's Keras callback that also logs the epoch's learning rate (`lr`), minus ending
-    the Live when a fit() ends: fine-tuning fits twice, and `train` ends the Live itself,
+    the Live when a phase ends: fine-tuning has two, and `train` ends the Live itself,
     once, so the steps keep counting."""
 
     def on_epoch_end(self, epoch, logs=None):
@@ -223,8 +87,8 @@ KEPT_METRICS = {"loss", "accuracy", "val_loss", "val_accuracy"}
 
 
 class KeepBest(keras.callbacks.Callback):
-    """Remember the weights of `model` at the epoch with the lowest `monitor`, across fit()
-    calls, and stop training after `patience` epochs without a new best (0: never).
+    """Remember the weights of `model` at the epoch with the lowest `monitor`, across
+    phases, and stop training after `patience` epochs without a new best (0: never).
 
     `model` is the one to keep, which may be part of the model being trained. Keras'
     EarlyStopping(restore_best_weights=True) forgets its best at every fit(), so it cannot
@@ -257,6 +121,36 @@ class KeepBest(keras.callbacks.Callback):
             self.kept.set_weights(self.best_weights)
 
 
+class StopOnDivergence(keras.callbacks.Callback):
+    """Stop the stage at the first batch whose loss is NaN or infinite with a StageError naming the stage, the
+    epoch and the likely cause. Raised during the epoch, it comes before `train` saves the model
+    and moves the log into place, so the previous model and log stay; training on would
+    save NaN weights that every later stage chokes on."""
+
+    def __init__(self, lr):
+        super().__init__()
+        self.lr, self.epoch = lr, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.check((logs or {}).get("loss"), "loss")
+
+    def on_epoch_end(self, epoch, logs=None):
+        for name in ("loss", "val_loss"):
+            self.check((logs or {}).get(name), name)
+
+    def check(self, value, name):
+        if value is None or math.isfinite(float(value)):
+            return
+        script = Path(sys.argv[0])  # `python -m stages.<stage>`: the name stage.run gives it too
+        stage = script.stem if script.parent.name == "stages" else "training"
+        raise StageError(f"{stage}: the {'validation ' if name == 'val_loss' else ''}loss became {float(value)} "
+                         f"in epoch {self.epoch + 1}, so training stopped and the previous model was kept: the "
+                         f"learning rate {self.lr:g} is likely too high; lower it in params.yaml")
+
+
 @dataclass
 class Phase:
     epochs: int
@@ -272,146 +166,168 @@ def phase_lr(schedule, lr, step, epochs):
     return lr
 
 
-def fit_verbosity():
-    # Keras' per-batch progress bar on a terminal; one line per epoch in logs.
-    return 1 if sys.stdout.isatty() else 2
-
-
 def compile_phase(trainer, phase, loss):
     if phase.prepare:
         phase.prepare()
     # Changes to `trainable` only take effect after compiling again.
     trainer.compile(optimizer=keras.optimizers.RMSprop(learning_rate=phase.lr), loss=loss, metrics=["accuracy"])
+    trainer.optimizer.build(trainer.trainable_variables)  # its slots, created under the strategy
 
 
-def phase_callbacks(live, best, data, phase, first_epoch, schedule):
-    """The callbacks of one phase's fit(): the learning rate of each epoch, DVCLive, the best
-    epoch, and the epoch the batches are drawn for."""
+def phase_callbacks(live, best, phase, first_epoch, schedule):
+    """The callbacks of one phase: the learning rate of each epoch, DVCLive, the best
+    epoch, and stopping when the loss diverges."""
     rate = keras.callbacks.LearningRateScheduler(
         lambda epoch, lr: phase_lr(schedule, phase.lr, epoch - first_epoch, phase.epochs))
-    callbacks = [rate, LiveCallback(live=live), best]
-    if isinstance(data["x"], EpochBatches):
-        data["x"].epoch = first_epoch  # fit() reads the first batches before its first epoch starts
-        callbacks.append(FollowEpochs(data["x"]))
-    return callbacks
+    return [rate, LiveCallback(live=live), best, StopOnDivergence(phase.lr)]
 
 
-def fit_phases(trainer, data, phases, loss, live, best, schedule):
-    """One fit() per phase, the epochs numbered on from phase to phase; the number of epochs run."""
-    done = 0
-    for phase in phases:
-        if phase.epochs <= 0 or best.stopped:
-            continue
-        compile_phase(trainer, phase, loss)
-        trainer.fit(**data, shuffle=False, initial_epoch=done, epochs=done + phase.epochs, verbose=fit_verbosity(),
-                    callbacks=phase_callbacks(live, best, data, phase, done, schedule))
-        done = best.last_epoch
-    return done
+def hits(loss, y, p):
+    """1 where the prediction `p` is right, as compile's "accuracy" counts it (0.5 threshold
+    for one sigmoid, the top class for a softmax)."""
+    from keras import ops
+    p = ops.cast(p, "float32")
+    if loss == "binary_crossentropy":
+        return ops.cast(ops.equal(ops.cast(ops.reshape(p, [-1]) > 0.5, "float32"),
+                                  ops.cast(ops.reshape(y, [-1]), "float32")), "float32")
+    return ops.cast(ops.equal(ops.argmax(p, axis=-1), ops.cast(ops.reshape(y, [-1]), "int64")), "float32")
 
 
-def replica_slices(strategy, array):
-    """A global batch split across the replicas: replica r takes rows r, r + n, r + 2n, ..."""
-    count = strategy.num_replicas_in_sync
-    if count == 1:
-        return array
-    return strategy.experimental_distribute_values_from_function(
-        lambda context: array[context.replica_id_in_sync_group::count])
+def training_step(trainer, loss, strategy):
+    """One step on a global batch: every replica computes the loss of its rows, the
+    optimizer sums the replicas' gradients and applies them. Returns the batch's summed
+    loss and hits.
 
-
-def training_step(trainer, strategy):
-    """One step on a global batch under `strategy` (Keras' Custom training loops guide, and
-    TensorFlow's multi-worker one): every replica computes the binary cross-entropy of its
-    slice, scaled by the global batch, so the gradients the optimizer sums over the replicas
-    are those of the whole batch, as in fit(). Returns the batch's summed loss and hits."""
+    One replica computes the compiled loss, the batch mean, exactly as fit()'s train_step:
+    the same weights to the bit. Several scale the sum of their rows' losses by the global
+    batch, so that the summed gradients are the whole batch's (TensorFlow's custom-loop
+    guide; a replica's rows may be one fewer than another's)."""
     import tensorflow as tf
+    summed = LOSSES[loss](reduction="sum")
+    replicas = strategy.num_replicas_in_sync
 
     def replica_step(x, y, count):
         with tf.GradientTape() as tape:
-            p = tf.cast(tf.reshape(trainer(x, training=True), [-1, 1]), "float32")
-            losses = keras.losses.binary_crossentropy(tf.reshape(y, [-1, 1]), p)
-            # scale_loss: mixed_float16's loss scaling, which compile() put in the optimizer
-            scaled = trainer.optimizer.scale_loss(tf.reduce_sum(losses) / count)
+            p = trainer(x, training=True)
+            if replicas == 1:
+                value = trainer.compute_loss(x=x, y=y, y_pred=p, training=True)
+            else:
+                value = summed(y, p) / count
+            scaled = trainer.optimizer.scale_loss(value)  # mixed_float16's loss scaling, set by compile()
         variables = trainer.trainable_variables
         trainer.optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
-        hits = tf.reduce_sum(tf.cast(tf.equal(tf.cast(p[:, 0] > 0.5, "float32"), tf.reshape(y, [-1])), "float32"))
-        return tf.reduce_sum(losses), hits
+        p = tf.cast(p, "float32")
+        return summed(y, p), tf.reduce_sum(hits(loss, y, p))
 
-    @tf.function(reduce_retracing=True)
-    def step(x, y, count):
+    def run(x, y, count):
         totals = strategy.run(replica_step, args=(x, y, count))
         return [strategy.reduce("SUM", total, axis=None) for total in totals]
+    if replicas > 1:
+        return tf.function(run, reduce_retracing=True)
+    compiled = []
+
+    def step(x, y, count):
+        # Traced once for any batch size, as fit() traces its step from its data's spec: a
+        # graph of fixed shapes lets TensorFlow's graph optimizer order some arithmetic
+        # differently (augmentation's, by a last bit); and compiled with XLA where fit()
+        # would (`jit_compile` "auto": on a GPU, for layers that support it).
+        if not compiled:
+            specs = [tf.TensorSpec((None, *np.shape(value)[1:]), tf.as_dtype(np.asarray(value).dtype))
+                     for value in (x, y)]
+            compiled.append(tf.function(run, input_signature=[*specs, tf.TensorSpec((), tf.float32)],
+                                        jit_compile=trainer.jit_compile))
+        return compiled[0](x, y, count)
     return step
 
 
-def validation_logs(predict, data):
-    """val_loss and val_accuracy over the validation set, computed whole on this process
-    (the weights are the same on every worker; `agreed` makes the figures the same too)."""
-    validation, batch_size = data["validation_data"], data.get("validation_batch_size") or 32
-    if isinstance(validation, EpochBatches):
-        batches = (validation[index] for index in range(len(validation)))
-    else:
-        x, y = validation
-        batches = ((np.asarray(x[start:start + batch_size], np.float32), y[start:start + batch_size])
-                   for start in range(0, len(x), batch_size))
-    loss, hits, count = 0.0, 0.0, 0
-    for images, labels in batches:
-        p = np.asarray(predict(images), np.float32).reshape(-1, 1)
-        labels = np.asarray(labels, np.float32).reshape(-1, 1)
-        loss += float(np.sum(keras.ops.convert_to_numpy(keras.losses.binary_crossentropy(labels, p))))
-        hits += float(np.sum((p > 0.5) == (labels > 0.5)))
-        count += len(labels)
-    return {"val_loss": loss / count, "val_accuracy": hits / count}
+def feed(batches, index, strategy):
+    """Batch `index` as the step takes it, and its number of rows: whole in one replica;
+    else each replica's rows (`EpochBatches.rows`), which only its worker reads."""
+    replicas = strategy.num_replicas_in_sync
+    if replicas == 1:
+        x, y = batches[index]
+        return x, y, len(y)
+    shares = {}
+
+    def rows(context):
+        replica = context.replica_id_in_sync_group
+        shares[replica] = batches.rows(index, replica, replicas)
+        return shares[replica][0]
+    x = strategy.experimental_distribute_values_from_function(rows)
+    y = strategy.experimental_distribute_values_from_function(
+        lambda context: shares[context.replica_id_in_sync_group][1])
+    return x, y, len(batches.indices(index))
 
 
-def agreed(strategy, figures):
-    """`figures` averaged over the workers: every worker then takes the same decisions on
-    them (the best epoch, stopping early), even where other hardware rounds differently;
-    a worker that stopped alone would wait for the others' next step forever."""
+def train_epoch(step, batches, epoch, callbacks, strategy):
+    """One pass over the training batches of `epoch`: its loss and accuracy."""
+    batches.epoch = epoch
+    totals = np.zeros(3)
+    for index in tqdm(range(len(batches)), desc=f"epoch {epoch + 1}", unit="batch", mininterval=2, leave=False,
+                      disable=not is_chief(strategy)):
+        callbacks.on_train_batch_begin(index)
+        x, y, count = feed(batches, index, strategy)
+        loss_sum, hit_sum = step(x, y, keras.ops.convert_to_tensor(count, "float32"))
+        totals += (float(loss_sum), float(hit_sum), count)
+        callbacks.on_train_batch_end(index, {"loss": totals[0] / totals[2], "accuracy": totals[1] / totals[2]})
+    return {"loss": totals[0] / totals[2], "accuracy": totals[1] / totals[2]}
+
+
+def validation_logs(predict, data, loss="binary_crossentropy"):
+    """val_loss and val_accuracy over the validation set of `data` ({} without one).
+
+    Each worker predicts whole batches, every n-th, as one process makes them, and puts
+    each photo's loss and hit in its place; summed over the workers (zeros elsewhere)
+    every worker holds every photo's figures, added up in one order: the same numbers
+    as one process, to the bit, and the same decisions on every worker."""
+    batches = ValidationBatches(data)
+    if not batches.count:
+        return {}
+    count, index = workers()
+    each = LOSSES[loss](reduction="none")
+    figures = np.zeros((2, batches.count))
+    for number in range(index, len(batches), count):
+        images, labels, positions = batches[number]
+        p = np.asarray(predict(images), np.float32)
+        figures[0, positions] = keras.ops.convert_to_numpy(each(labels, p))
+        figures[1, positions] = keras.ops.convert_to_numpy(hits(loss, labels, p))
+    figures = all_sum(figures)
+    return {"val_loss": math.fsum(figures[0]) / batches.count, "val_accuracy": math.fsum(figures[1]) / batches.count}
+
+
+def fit_phases(trainer, data, phases, loss, live, best, schedule, resume):
+    """Every phase's epochs, numbered on from phase to phase, from where `resume` starts;
+    the number of epochs run."""
     import tensorflow as tf
-    if strategy.num_replicas_in_sync == 1:
-        return figures
-    names = sorted(figures)
-    local = tf.constant([figures[name] for name in names], tf.float64)
-    mean = strategy.reduce("MEAN", strategy.run(lambda: tf.identity(local)), axis=None)
-    return dict(zip(names, (float(value) for value in mean.numpy())))
-
-
-def fit_phases_stepwise(trainer, data, phases, loss, live, best, schedule, strategy):
-    """fit_phases with `training_step` instead of fit(): the same batches, callbacks
-    (learning-rate schedule, DVCLive, the best epoch, early stopping) and epochs, under any
-    strategy, MultiWorkerMirroredStrategy included, where fit() fails (keras-team/keras#20585)."""
-    import tensorflow as tf
-    if loss != "binary_crossentropy":
-        raise StageError(f"distribute: multi_worker trains binary classifiers only, not a model with {loss}")
-    done = 0
+    strategy = tf.distribute.get_strategy()
+    predict = tf.function(lambda x: trainer(x, training=False), reduce_retracing=True)
+    done, resumed = 0, False
     for phase in phases:
-        if phase.epochs <= 0 or best.stopped:
+        first, end = done, done + phase.epochs
+        done = max(done, end)
+        if phase.epochs <= 0 or best.stopped or end <= resume.epoch:
             continue
         compile_phase(trainer, phase, loss)
-        trainer.optimizer.build(trainer.trainable_variables)  # its slots, created under the strategy
-        callbacks = keras.callbacks.CallbackList(phase_callbacks(live, best, data, phase, done, schedule),
-                                                 model=trainer)
-        step, batches = training_step(trainer, strategy), data["x"]
-        predict = tf.function(lambda x: trainer(x, training=False), reduce_retracing=True)
+        if resume.epoch and not resumed:
+            resume.restore(trainer, optimizer=resume.epoch > first)
+            resumed = True
+        callbacks = keras.callbacks.CallbackList(phase_callbacks(live, best, phase, first, schedule), model=trainer)
+        step = training_step(trainer, loss, strategy)
         trainer.stop_training = False
         callbacks.on_train_begin()
-        for epoch in range(done, done + phase.epochs):
+        for epoch in range(max(first, resume.epoch), end):
             callbacks.on_epoch_begin(epoch)
-            totals = np.zeros(3)
-            for index in tqdm(range(len(batches)), desc=f"epoch {epoch + 1}", unit="batch", mininterval=2,
-                              leave=False, disable=not is_chief(strategy)):
-                x, y = batches[index]
-                loss_sum, hits = step(replica_slices(strategy, x), replica_slices(strategy, y),
-                                      keras.ops.convert_to_tensor(len(y), "float32"))
-                totals += (float(loss_sum), float(hits), len(y))
-            logs = {"loss": totals[0] / totals[2], "accuracy": totals[1] / totals[2],
-                    **agreed(strategy, validation_logs(predict, data))}
+            logs = {**train_epoch(step, data["x"], epoch, callbacks, strategy), **validation_logs(predict, data, loss)}
             callbacks.on_epoch_end(epoch, logs)
-            print(f"epoch {epoch + 1}: " + ", ".join(f"{name} {value:.4f}" for name, value in logs.items()))
+            print(f"epoch {epoch + 1}: " + ", ".join(f"{name} {value:.4f}" for name, value in logs.items()
+                                                     if name in KEPT_METRICS), flush=True)
+            resume.save(epoch + 1, trainer, best, live)
             if trainer.stop_training:
                 break
-        done = best.last_epoch
-    return done
+        callbacks.on_train_end()
+    if resume.epoch and not resumed:  # stopped after its last epoch, or after stopping early
+        resume.restore(trainer, optimizer=False)
+    return best.last_epoch
 
 
 def summarize(live, best, done, started, precision, logs):
@@ -450,21 +366,23 @@ def save(model, output):
 
 
 def train(stage, model, data, phases, params, augment=None, loss="binary_crossentropy", output=None,
-          trainer=None, logs=None, stepwise=None):
-    """Fit through `phases` with RMSprop, log every epoch with DVCLive to `logs`
+          trainer=None, logs=None):
+    """Train through `phases` with RMSprop, log every epoch with DVCLive to `logs`
     (dvclive/<stage>), and save `model` with the weights of the epoch with the lowest
     validation loss to `output` (models/<stage>.keras).
 
-    `data` holds fit()'s data arguments; its training batches `x` are an `EpochBatches`,
-    whose order is drawn per epoch. `trainer` is the model that is fitted when it is not
-    `model` itself: a part of it that shares its weights. With `augment`, training runs
-    the images through augmentation layers first; they are not part of the saved model,
-    which sees raw images. `stepwise` trains with `training_step` instead of fit() (None:
-    under multi_worker only, where fit() fails; tests compare the two).
+    `data` holds the training batches `x` (an `EpochBatches`, whose order is drawn per
+    epoch) and the validation set (`validation_data`: an `EpochBatches`, or arrays with
+    `validation_batch_size`; none: nothing to monitor). `trainer` is the model that is
+    trained when it is not `model` itself: a part of it that shares its weights. With
+    `augment`, training runs the images through augmentation layers first; they are not
+    part of the saved model, which sees raw images.
+
+    Under multi_worker the workers first agree on the params, photos, batches and starting
+    weights; only the chief writes the model, the log and the checkpoint. A checkpoint of
+    the same run beside `output` (left by a run that was stopped) is resumed from.
     """
-    import tensorflow as tf
     params = dict(params)
-    strategy = tf.distribute.get_strategy()
     trainer = trainer or model
     best = KeepBest(trainer, params.get("early_stopping", 0))  # mnist has no validation set to stop on
     if augment is not None:
@@ -473,35 +391,36 @@ def train(stage, model, data, phases, params, augment=None, loss="binary_crossen
     started = time.perf_counter()
     output = Path(output or f"models/{stage}.keras")
     schedule = params.get("lr_schedule", "constant")
+    items = run_items(stage, trainer, data, params, augment)
+    count, index = workers()
+    if count > 1:
+        agree(stage, items, "every worker needs the same data and starting models (`dvc pull`, or the same "
+                            "`dvc repro` of what the stage reads) and the same params.yaml")
+    reseed(trainer)
+    resume = Resume(output, digest(items), best)
+    logged = dict(params)
+    if count > 1 and params.get("seed") is not None:
+        logged["worker_seeds"] = [worker_seed(params["seed"], worker) for worker in range(count)]
     # The log is written to a temporary folder and moved into dvclive/<stage> with the model:
     # a killed run leaves neither a half-written log nor a log of a model it did not save.
     # Workers other than the chief log to a folder of their own, removed at the end.
-    with (atomic_dir(logs or f"dvclive/{stage}") if is_chief(strategy) else worker_logs()) as logs:
-        with open_live(logs, params) as live:
-            if multi_worker(strategy) if stepwise is None else stepwise:
-                done = fit_phases_stepwise(trainer, data, phases, loss, live, best, schedule, strategy)
-            else:
-                done = fit_phases(trainer, data, phases, loss, live, best, schedule)
+    with (atomic_dir(logs or f"dvclive/{stage}") if not index else worker_folder()) as logs:
+        resume.restore_log(logs)
+        with open_live(logs, logged, resume=bool(resume.epoch)) as live:
+            live.step = resume.epoch
+            done = fit_phases(trainer, data, phases, loss, live, best, schedule, resume)
             best.restore()
             summarize(live, best, done, started, resolve_precision(params.get("precision", "float32")), logs)
-        if not is_chief(strategy):
-            # Saving builds new variables, which every worker must take part in (TensorFlow's
-            # multi-worker guide): the others save to a folder of their own, then remove it.
+        if index:
+            # Saving may build new variables (a float32 copy), which every worker must take
+            # part in (TensorFlow's multi-worker guide): the others save to a folder of their own.
             save(model, Path(logs) / output.name)
-            print(f"{stage}: worker {strategy.cluster_resolver.task_id} done after {done} epochs; the chief saves")
+            print(f"{stage}: worker {index} done after {done} epochs; the chief saves")
             return model
         saved = save(model, output)
+    resume.remove()
     kept = f"best val_loss {best.best:.4f} at epoch {best.best_epoch}" if best.best_epoch else f"epoch {done}"
     stopped = f", stopped early after {done} epochs" if best.stopped else ""
     print(f"wrote {output} ({kept}{stopped}; {model.count_params():,} parameters, "
           f"{count_trainable(model):,} trainable)")
     return saved
-
-
-@contextlib.contextmanager
-def worker_logs():
-    folder = Path(tempfile.mkdtemp(prefix="dogs-vs-cats-worker-"))
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)

@@ -97,13 +97,20 @@ def filter_patterns(layer_model, preprocess, count, steps, size, seed):
     count = min(count, layer_model.output_shape[-1])
     rng = np.random.default_rng(seed)
     images = tf.Variable(rng.uniform(0, 20, (count, size, size, 3)).astype(np.float32) + 128)  # grey noise, as the book
-    for _ in range(steps):
+
+    # One graph per step instead of op by op: the same patterns, a few times faster on a CPU
+    # (most of visualize's time is here).
+    @tf.function
+    def ascend():
         with tf.GradientTape() as tape:
             activations = layer_model(preprocess(images))
             loss = tf.reduce_sum([tf.reduce_mean(activations[i, ..., i]) for i in range(count)])
         gradients = tape.gradient(loss, images)
         gradients /= tf.sqrt(tf.reduce_mean(tf.square(gradients), axis=(1, 2, 3), keepdims=True)) + 1e-5
         images.assign_add(gradients)
+
+    for _ in range(steps):
+        ascend()
     # The book's deprocessing: centre, scale to a standard deviation of 0.1, shift to 0.5.
     patterns = images.numpy()
     patterns -= patterns.mean(axis=(1, 2, 3), keepdims=True)

@@ -6,6 +6,8 @@ params.yaml, calls the library (`dogs_vs_cats`) and writes its declared outputs.
 signal handling is in place (after TensorFlow's import, in dogs_vs_cats.stage.run), while
 DVC has already deleted the stage's outputs: a SIGTERM or Ctrl-C then ends the stage here,
 in one line, with the outputs put back from the DVC cache (standard library only).
+It also keeps TensorFlow's start-up chatter off the log (dogs_vs_cats.quiet;
+`DOGS_VS_CATS_VERBOSE=1` brings it back).
 """
 
 import os
@@ -14,11 +16,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from dogs_vs_cats.quiet import FilteredStderr, quiet_tensorflow
+
 # Restoring imports DVC: never from a signal handler that may have interrupted an import.
 RESTORE = "from dogs_vs_cats.stage import restore_under_dvc; restore_under_dvc()"
 
 
 def _interrupted_at_start(signum, frame):
+    FilteredStderr.restore()  # the terminal's stderr back, if TensorFlow was loading
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the restore short
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if os.environ.get("DVC_STAGE"):
@@ -37,3 +42,4 @@ def _interrupted_at_start(signum, frame):
 if sys.argv[:1] == ["-m"]:
     signal.signal(signal.SIGTERM, _interrupted_at_start)
     signal.signal(signal.SIGINT, _interrupted_at_start)
+    quiet_tensorflow()

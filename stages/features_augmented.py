@@ -9,10 +9,11 @@ How the frozen base runs (the frozen-part cache, echo, views, precision, distrib
 """
 
 from dogs_vs_cats.config import load_params
+from dogs_vs_cats.distribute import training_scope
 from dogs_vs_cats.fitting import fit_images
 from dogs_vs_cats.nets import conv_base, frozen_base_classifier
 from dogs_vs_cats.stage import run
-from dogs_vs_cats.training import Phase, training_precision, training_scope
+from dogs_vs_cats.training import Phase, training_precision
 
 
 def main(split_dir, weights, model_file, logs):

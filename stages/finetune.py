@@ -12,10 +12,11 @@ views, precision, distribute) is `fit_images`' business (docs/book-schedule.md).
 """
 
 from dogs_vs_cats.config import load_params
+from dogs_vs_cats.distribute import training_scope
 from dogs_vs_cats.fitting import fit_images
 from dogs_vs_cats.nets import conv_base, load_head, stack, unfreeze_from
 from dogs_vs_cats.stage import run
-from dogs_vs_cats.training import Phase, training_precision, training_scope
+from dogs_vs_cats.training import Phase, training_precision
 
 
 def main(split_dir, weights, start, model_file, logs):

@@ -8,13 +8,15 @@ DATA is Keras' mnist.npz format (x_train, y_train, x_test, y_test), which the
 METRICS gets the test `accuracy` and `loss`.
 """
 
+from dogs_vs_cats.batches import ArrayBatches
 from dogs_vs_cats.config import load_params
+from dogs_vs_cats.distribute import training_scope
 from dogs_vs_cats.errors import StageError
 from dogs_vs_cats.mnist import load_mnist
 from dogs_vs_cats.nets import mnist_convnet
 from dogs_vs_cats.outputs import write_json
 from dogs_vs_cats.stage import run
-from dogs_vs_cats.training import ArrayBatches, Phase, train, training_precision, training_scope
+from dogs_vs_cats.training import Phase, train, training_precision
 
 
 def main(data_file, model_file, logs, metrics):

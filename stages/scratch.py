@@ -4,10 +4,11 @@
 """
 
 from dogs_vs_cats.config import load_params
+from dogs_vs_cats.distribute import training_scope
 from dogs_vs_cats.fitting import fit_images
 from dogs_vs_cats.nets import small_convnet
 from dogs_vs_cats.stage import run
-from dogs_vs_cats.training import Phase, training_precision, training_scope
+from dogs_vs_cats.training import Phase, training_precision
 
 
 def main(split_dir, model_file, logs):

@@ -3,11 +3,13 @@
     python -m stages.train_head FEATURES MODEL LOGS     (dvc.yaml: data/features models/head.keras dvclive/train_head)
 """
 
+from dogs_vs_cats.batches import ArrayBatches
 from dogs_vs_cats.config import load_params
+from dogs_vs_cats.distribute import training_scope
 from dogs_vs_cats.features import load_features
 from dogs_vs_cats.nets import dense_head
 from dogs_vs_cats.stage import run
-from dogs_vs_cats.training import ArrayBatches, Phase, train, training_precision, training_scope
+from dogs_vs_cats.training import Phase, train, training_precision
 
 
 def main(features, model_file, logs):

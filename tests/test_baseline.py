@@ -59,13 +59,11 @@ def test_committed_lock_records_the_current_code_and_params(tmp_path):
     assert problems == [], "dvc.lock is stale, run `make baseline` and commit it:\n" + "\n".join(problems)
 
 
-@pytest.mark.slow  # runs part of the DAG through DVC
-def test_a_stale_lock_is_caught(tmp_path):
-    from tests.workspace import make_workspace
-    workspace = make_workspace(tmp_path / "ws")
-    dvc(workspace, "repro", "split")
-    run(workspace, "git", "add", "-A")
-    run(workspace, "git", "commit", "-qm", "baseline")
+@pytest.mark.slow  # asks `dvc status`
+def test_a_stale_lock_is_caught(first_run, tmp_path):
+    # A clone of the session's committed DAG run: what git holds (dvc.lock, code, params).
+    run(tmp_path, "git", "clone", "-q", str(first_run[0]), "ws")
+    workspace = tmp_path / "ws"
     (tmp_path / "fresh").mkdir()
     assert lock_problems(workspace, tmp_path / "fresh") == []  # no data, no outputs: nothing to report
     split_code = workspace / "dogs_vs_cats/split.py"

@@ -4,6 +4,7 @@
 
 import glob
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from ruamel.yaml import YAML
 
 from dogs_vs_cats.check import check, input_problems, PASSED, produced
 from dogs_vs_cats.config import load_params
@@ -21,7 +23,6 @@ from tests.workspace import (
     copy_workspace,
     dvc,
     environment,
-    make_workspace,
     REPO,
     run,
     stages_run,
@@ -38,19 +39,11 @@ def snapshot(ws):
     return {path: (ws / path).read_bytes() for path in KEPT}
 
 
-@pytest.fixture(scope="module")
-def ran(tmp_path_factory):
-    """A workspace where train_head, submission and export ran through DVC, committed."""
-    ws = make_workspace(tmp_path_factory.mktemp("safety") / "ws")
-    dvc(ws, "repro", "train_head", "submission", "export")
-    run(ws, "git", "add", "-A")
-    run(ws, "git", "commit", "-qm", "ran")
-    return ws
-
-
 @pytest.fixture
-def ws(ran, tmp_path):
-    return copy_workspace(ran, tmp_path / "ws")
+def ws(first_run, tmp_path):
+    """A copy of the session's workspace, where the whole DAG (train_head, submission and
+    export among it) ran through DVC, committed."""
+    return copy_workspace(first_run[0], tmp_path / "ws")
 
 
 # --- the check stage, alone ------------------------------------------------------------------
@@ -125,6 +118,27 @@ def test_missing_data_archive_keeps_the_split(ws):
     result = dvc(ws, "repro", "split", check=False)
     assert result.returncode != 0 and "error: data.archive data/raw/missing.zip not found" in result.stderr
     assert snapshot(ws) == before
+
+
+@pytest.mark.slow  # through DVC
+def test_a_diverging_training_under_dvc_repro_keeps_the_model_and_its_log(ws):
+    def kept():
+        """The outputs, train_head's whole log, and dvc.lock's train_head entry (the previous
+        model's; `check`'s entry takes the new params)."""
+        logs = {path: path.read_bytes() for path in (ws / "dvclive/train_head").rglob("*") if path.is_file()}
+        lock = YAML(typ="safe", pure=True).load((ws / "dvc.lock").read_text())["stages"]["train_head"]
+        return snapshot(ws), logs, lock
+    before = kept()
+    update_params(ws / "params.yaml", {"train_head": {"lr": 1e30}})
+    result = dvc(ws, "repro", "train_head", check=False)
+    assert result.returncode != 0 and stages_run(result.stdout) == {"check", "train_head"}, result.stdout
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert re.fullmatch(r"error: train_head: the (validation )?loss became (nan|-?inf) in epoch \d+, so training "
+                        r"stopped and the previous model was kept: the learning rate 1e\+30 is likely too high; "
+                        r"lower it in params.yaml", errors[0]), errors[0]
+    assert kept() == before
+    assert not glob.glob(str(ws / "**/.~dogs-vs-cats-*"), recursive=True)
 
 
 def start_and_signal(ws, command, started, signum):

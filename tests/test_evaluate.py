@@ -94,3 +94,70 @@ def test_a_model_that_does_not_fit_the_test_set_is_a_one_line_error(tmp_path, rn
     with pytest.raises(StageError, match="notes.keras could not be loaded"):
         evaluate(tmp_path / "notes.keras", folder, tmp_path / "eval/notes", batch_size=4)
     assert not (tmp_path / "eval").exists()
+
+
+def image_split(root, rng, per_class):
+    """A split folder of noisy pictures, dogs brighter than cats, cat.<n>.jpg and dog.<n>.jpg."""
+    from PIL import Image
+    for folder, kind, level in (("cats", "cat", 115), ("dogs", "dog", 140)):
+        (root / folder).mkdir(parents=True)
+        for index in range(per_class):
+            # each picture's own brightness overlaps the other class's: some answers are wrong
+            pixels = np.clip(rng.normal(level + rng.normal(0, 25), 40, (20, 24, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / folder / f"{kind}.{index}.jpg")
+
+
+def brightness_model(scale):
+    """P(dog) rising with the mean brightness, `scale` times too confident; mirror-sensitive
+    enough (a column's weight) that test-time views change its outputs."""
+    import keras
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    x = keras.layers.Conv2D(1, (1, 16), use_bias=False)(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(1, activation="sigmoid")(x)
+    model = keras.Model(inputs, outputs)
+    kernel = np.linspace(0.5, 1.5, 16, dtype=np.float32)[None, :, None, None] * np.ones((1, 16, 3, 1), np.float32) / 48
+    model.layers[2].set_weights([kernel])
+    model.layers[-1].set_weights([np.array([[20.0 * scale]], np.float32), np.array([-10.0 * scale], np.float32)])
+    return model
+
+
+def test_evaluate_reports_test_time_views_and_a_temperature_from_the_validation_photos_only(tmp_path, rng,
+                                                                                            monkeypatch):
+    from dogs_vs_cats import evaluate as module
+    from dogs_vs_cats.calibration import read_temperature
+    from dogs_vs_cats.predict import predict_batch, tta_views
+    image_split(tmp_path / "split/validation", rng, 12)
+    image_split(tmp_path / "split/test", rng, 10)
+    brightness_model(8.0).save(tmp_path / "model.keras")
+    fitted = []
+    fit = module.fit_temperature
+    monkeypatch.setattr(module, "fit_temperature", lambda labels, p: fitted.append((labels, p)) or fit(labels, p))
+    plain = evaluate(tmp_path / "model.keras", tmp_path / "split/test", tmp_path / "eval/one", 4)
+    assert "tta" not in plain and "calibrated" not in plain and not fitted  # no validation given: nothing fitted
+    results = evaluate(tmp_path / "model.keras", tmp_path / "split/test", tmp_path / "eval/two", 4,
+                       tmp_path / "split/validation", 2, tmp_path / "model.calibration.json")
+    # The figures without views are those of a plain evaluation; the views' are their own.
+    assert {key: results[key] for key in plain} == plain
+    assert results["tta"]["views"] == 2 and 0 <= results["tta"]["accuracy"] <= 1
+    assert results["tta"]["loss"] != results["loss"]
+    # The temperature saw the 24 validation photos, over the same 2 views, and nothing of the test's 20.
+    (labels, p), = fitted
+    assert len(labels) == len(p) == 24 and list(labels) == [0] * 12 + [1] * 12
+    temperature = results["calibrated"]["temperature"]
+    assert temperature > 1.5  # the model is 8 times too confident: the temperature softens it
+    assert read_temperature(tmp_path / "model.keras") == temperature
+    written = json.loads((tmp_path / "model.calibration.json").read_text())
+    assert written["views"] == 2 and written["validation_loss_calibrated"] <= written["validation_loss"]
+    assert written["fitted_on"].endswith("validation")
+    metrics = json.loads((tmp_path / "eval/two/metrics.json").read_text())
+    assert metrics["calibrated"]["temperature"] == temperature and metrics["tta"]["views"] == 2
+    # One view is no view: the batch itself, and the model's own outputs.
+    import keras
+    model = keras.models.load_model(tmp_path / "model.keras")
+    batch = rng.integers(0, 256, (5, 16, 16, 3)).astype(np.float32)
+    (view,) = tta_views(batch, 1)
+    np.testing.assert_array_equal(np.asarray(view), batch)
+    np.testing.assert_array_equal(predict_batch(model, batch, 1),
+                                  np.asarray(model.predict_on_batch(batch), np.float64).ravel())

@@ -42,17 +42,8 @@ def test_metrics_and_plots_diff_across_branches(workspace):
     assert "up to date" in dvc(workspace, "status").stdout
 
 
-def test_experiment_grid_shows_in_exp_show(workspace):
-    # The README's grid; DVC writes 1e-05 and 5e-05 into params.yaml, numbers in YAML 1.2.
-    queued = dvc(workspace, "exp", "run", "--queue", "-S", "train_head.lr=1e-5,2e-5,5e-5", "train_head")
-    assert queued.stdout.count("Queued experiment") == 3
-    dvc(workspace, "exp", "run", "--run-all", "--jobs", "1")
-    shown = json.loads(dvc(workspace, "exp", "show", "--json").stdout)
-    experiments = [exp for rev in shown for branch in (rev.get("experiments") or []) for exp in branch["revs"]]
-    rates = sorted(exp["data"]["params"]["params.yaml"]["data"]["train_head"]["lr"] for exp in experiments)
-    assert rates == [1e-5, 2e-5, 5e-5]
-    for exp in experiments:
-        assert 0 <= exp["data"]["metrics"]["dvclive/train_head/metrics.json"]["data"]["eval"]["accuracy"] <= 1
+# The README's experiment grid through `dvc exp run --queue` and `dvc exp show`: in
+# test_shared_experiments.py, which runs it once for both.
 
 
 def test_exp_run_set_float_in_every_notation_on_every_training_stage(workspace):

@@ -8,11 +8,12 @@ import keras
 import numpy as np
 import pytest
 
+from dogs_vs_cats.batches import ArrayBatches
 from dogs_vs_cats.errors import StageError
 from dogs_vs_cats.features import load_features
 from dogs_vs_cats.nets import dense_head
 from dogs_vs_cats.split import make_split
-from dogs_vs_cats.training import ArrayBatches, Phase, train
+from dogs_vs_cats.training import Phase, train
 from tests.helpers import jpeg_bytes, section, write_zip
 
 ALL = {"train": "all", "validation": 5, "test": 4, "holdout_from": 10}
@@ -31,17 +32,20 @@ def numbers(folder):
     return sorted(int(p.name.split(".")[1]) for p in folder.iterdir())
 
 
-def test_train_all_takes_every_photo_outside_validation_and_test(tmp_path):
+def test_train_all_takes_every_photo_outside_validation_and_test(tmp_path, capsys):
     archive = gappy_archive(tmp_path / "train.zip", bad={("cat", 3), ("dog", 12)})
     out = tmp_path / "split"
     summary = make_split(archive, ALL, output=out, report=tmp_path / "data.json")
-    # cats: 3 is bad, so the usable photos in order are 0-2, 4-29, 60-89; positions 10-14
-    # (numbers 11-15) validate, 15-18 (16-19) test, every other usable photo trains
-    assert numbers(out / "validation/cats") == [11, 12, 13, 14, 15]
-    assert numbers(out / "test/cats") == [16, 17, 18, 19]
-    assert numbers(out / "train/cats") == [0, 1, 2, *range(4, 11), *range(20, 30), *range(60, 90)]
-    # dogs: 12 is bad, so validation is 10, 11, 13, 14, 15
+    # cats: 3 is bad, below holdout_from, so validation is still 10-14 and test 15-18;
+    # every other usable photo trains
+    assert numbers(out / "validation/cats") == [10, 11, 12, 13, 14]
+    assert numbers(out / "test/cats") == [15, 16, 17, 18]
+    assert numbers(out / "train/cats") == [0, 1, 2, *range(4, 10), *range(19, 30), *range(60, 90)]
+    # dogs: 12 is bad, inside the held-out 10-18, so validation is 10, 11, 13, 14, 15, and one line says so
     assert numbers(out / "validation/dogs") == [10, 11, 13, 14, 15]
+    warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning:")]
+    assert warnings == ["warning: dog.10-18 (split.holdout_from on) lack 1 usable photo: validation took dog.10-15 "
+                        "and test dog.16-19 instead (metrics/data.json: numbers)"]
     assert numbers(out / "test/dogs") == [16, 17, 18, 19]
     assert numbers(out / "train/dogs") == [*range(10), *range(20, 30), *range(60, 90)]
     for kind in ("cats", "dogs"):  # nothing lost, nothing twice
@@ -66,10 +70,40 @@ def test_train_all_with_the_book_holdout_reads_the_books_validation_and_test(tmp
 
 def test_train_all_needs_room_for_the_holdout_and_one_photo(tmp_path):
     archive = gappy_archive(tmp_path / "train.zip")
-    with pytest.raises(StageError, match=r"has 60 usable cat images; split.holdout_from \+ split.validation \+ "
-                                         r"split.test \(\+ 1 to train on\) asks for 61"):
-        make_split(archive, {**ALL, "holdout_from": 51}, output=tmp_path / "split", report=tmp_path / "data.json")
+    with pytest.raises(StageError, match=r"has 60 usable cat images, 5 of them numbered 85 or above; split.validation "
+                                         r"\+ split.test asks for 9 numbered split.holdout_from \(85\) or above, "
+                                         r"and 1 more to train on"):
+        make_split(archive, {**ALL, "holdout_from": 85}, output=tmp_path / "split", report=tmp_path / "data.json")
     assert not (tmp_path / "split").exists()
+    nine = write_zip(tmp_path / "nine.zip", {f"train/{kind}.{i}.jpg": jpeg_bytes() for kind in ("cat", "dog")
+                                             for i in range(9)})
+    with pytest.raises(StageError, match="has 9 usable cat images, 9 of them numbered 0 or above"):
+        make_split(nine, {**ALL, "holdout_from": 0}, output=tmp_path / "split", report=tmp_path / "data.json")
+
+
+def test_train_all_holds_out_by_number_whatever_is_missing_below(tmp_path, capsys):
+    """cat.5 and cat.25 missing, dogs starting at dog.10: the held-out photos are still the
+    ones numbered from holdout_from on, as docs/full-data.md says (not the 20th usable)."""
+    members = {f"train/cat.{i}.jpg": jpeg_bytes() for i in range(60) if i not in (5, 25)}
+    members.update({f"train/dog.{i}.jpg": jpeg_bytes() for i in range(10, 60)})
+    archive = write_zip(tmp_path / "train.zip", members)
+    counts = {"train": "all", "validation": 10, "test": 10, "holdout_from": 30}
+    make_split(archive, counts, output=tmp_path / "split", report=tmp_path / "data.json")
+    for kind in ("cats", "dogs"):
+        assert numbers(tmp_path / "split/validation" / kind) == list(range(30, 40))
+        assert numbers(tmp_path / "split/test" / kind) == list(range(40, 50))
+    assert "warning" not in capsys.readouterr().out
+    report = json.loads((tmp_path / "data.json").read_text())
+    assert report["numbers"] == {"train": {"cats": {"first": 0, "last": 59}, "dogs": {"first": 10, "last": 59}},
+                                 "validation": {"cats": {"first": 30, "last": 39}, "dogs": {"first": 30, "last": 39}},
+                                 "test": {"cats": {"first": 40, "last": 49}, "dogs": {"first": 40, "last": 49}}}
+    # a photo missing inside the held-out range: the next one takes its place, and one line says so
+    del members["train/cat.33.jpg"]
+    make_split(write_zip(tmp_path / "gap.zip", members), counts, output=tmp_path / "gap", report=tmp_path / "gap.json")
+    assert numbers(tmp_path / "gap/validation/cats") == [30, 31, 32, *range(34, 41)]
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "warning: cat.30-49 (split.holdout_from on) lack 1 usable photo: validation took cat.30-40 and test "
+        "cat.41-50 instead (metrics/data.json: numbers)")
 
 
 def test_the_schema_takes_all_and_nothing_like_it():

@@ -3,7 +3,7 @@ import pytest
 
 from dogs_vs_cats.errors import StageError
 from dogs_vs_cats.mnist import download, load_mnist, source
-from tests.workspace import dvc, make_workspace, stages_run, update_params, write_mnist_npz
+from tests.workspace import copy_workspace, dvc, stages_run, update_params, write_mnist_npz
 
 
 def test_local_npz_in_keras_format_is_read(tmp_path):
@@ -34,11 +34,13 @@ def test_failed_download_says_how_to_fix_it(monkeypatch):
 
 
 @pytest.mark.slow
-def test_mnist_trains_on_a_tracked_copy_of_mnist_npz(tmp_path):
+def test_mnist_trains_on_a_tracked_copy_of_mnist_npz(first_run, tmp_path):
     """`mnist` reads data/mnist.npz, a DVC output with a hash: the data it trained on is in
     dvc.lock, and new bytes behind the mnist.npz path re-run it once copied again."""
-    workspace = make_workspace(tmp_path / "ws")
-    assert stages_run(dvc(workspace, "repro", "mnist").stdout) == {"check", "mnist_data", "mnist"}
+    workspace = copy_workspace(first_run[0], tmp_path / "ws")  # where `dvc repro` ran every stage
+    # What `dvc repro mnist` runs from nothing, and what the session's run ran of it.
+    assert stages_run(dvc(workspace, "repro", "--dry", "-f", "mnist").stdout) == {"check", "mnist_data", "mnist"}
+    assert {"check", "mnist_data", "mnist"} <= stages_run(first_run[1])
     assert (workspace / "data/mnist.npz").read_bytes() == (workspace / "mnist_small.npz").read_bytes()
     assert "data/mnist.npz" in (workspace / "dvc.lock").read_text()
     assert stages_run(dvc(workspace, "repro", "-f", "mnist_data").stdout) == {"check", "mnist_data"}  # same bytes

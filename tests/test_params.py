@@ -3,10 +3,12 @@
 import os
 import subprocess
 import sys
+import typing
 
 import pytest
+from ruamel.yaml import YAML
 
-from dogs_vs_cats.config import load_params
+from dogs_vs_cats.config import load_params, Params
 from dogs_vs_cats.errors import StageError
 from tests.workspace import REPO, update_params
 
@@ -30,6 +32,34 @@ def test_floats_in_every_notation_dvc_writes_are_numbers(params_file, text):
     params_file.write_text(content.replace("  lr: 2.0e-05\n", f"  lr: {text}\n", 1))  # train_head's, the first
     params = load_params(params_file)
     assert isinstance(params.train_head.lr, float) and params.train_head.lr == float(text)
+
+
+def allows_float(annotation):
+    return annotation is float or any(allows_float(arg) for arg in typing.get_args(annotation))
+
+
+FLOAT_KEYS = [f"{name}.{key}" for name, section in Params.model_fields.items()
+              for key, field in section.annotation.model_fields.items() if allows_float(field.annotation)]
+
+
+def test_the_schema_has_float_keys_to_check():
+    assert {"train_head.lr", "finetune.frozen_lr", "augment.rotation", "submission.clip"} <= set(FLOAT_KEYS)
+
+
+@pytest.mark.parametrize("text", [".inf", "-.inf", ".nan", "1e400"])
+def test_every_float_key_refuses_what_is_not_finite(params_file, text):
+    """YAML reads `1e400` as infinity: an infinite learning rate trains a model of NaN weights."""
+    yaml = YAML(typ="safe", pure=True)
+    for dotted in FLOAT_KEYS:
+        name, key = dotted.split(".")
+        params = yaml.load((REPO / "params.yaml").read_text())
+        params[name][key] = "NOT_FINITE"
+        with open(params_file, "w") as f:
+            yaml.dump(params, f)
+        params_file.write_text(params_file.read_text().replace("NOT_FINITE", text))
+        with pytest.raises(StageError) as error:
+            load_params(params_file)
+        assert "\n" not in str(error.value) and f"{dotted}: should be a finite number" in str(error.value), dotted
 
 
 def test_every_bad_key_is_named_in_one_line(params_file):

@@ -91,6 +91,32 @@ def test_zip_and_single_files_and_missing_paths(tmp_path, colour_model, capsys):
     assert exit_info.value.code == 2
 
 
+def test_any_file_name_survives_the_table_and_the_csv(tmp_path, colour_model, capsys):
+    """Bytes that are not UTF-8 are written as \\xff (the CSV stays UTF-8); a newline, a comma
+    or a quote is quoted as CSV does; the table shows every photo on a line of its own."""
+    photos = tmp_path / "photos"
+    names = [os.fsdecode(b"\xff\xfe.jpg"), "two\nlines.jpg", 'comma, "quote".jpg']
+    for name in names:
+        write_image(photos / name, RED)
+    out = tmp_path / "predictions.csv"
+    assert main([str(photos), "--model", str(colour_model), "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4  # the header and one line per photo
+    shown = sorted(line.split("  ")[0].strip().removeprefix(f"{photos}/") for line in lines[1:])
+    assert shown == sorted(["\\xff\\xfe.jpg", "two\\nlines.jpg", 'comma, "quote".jpg'])
+    with open(out, encoding="utf-8", newline="") as f:  # strict UTF-8
+        rows = list(csv.DictReader(f))
+    assert sorted(row["file"].removeprefix(f"{photos}/") for row in rows) == sorted(
+        ["\\xff\\xfe.jpg", "two\nlines.jpg", 'comma, "quote".jpg'])
+    assert [row["label"] for row in rows] == ["dog"] * 3
+
+
+def test_a_single_file_draws_no_progress_bar(tmp_path, colour_model, capsys):
+    assert main([str(write_image(tmp_path / "one.jpg", RED)), "--model", str(colour_model)]) == 0
+    error = capsys.readouterr().err
+    assert "predict:" not in error and "img" not in error, error
+
+
 def test_tta_averages_the_image_and_its_mirror(colour_model):
     model = keras.models.load_model(colour_model)
     images = np.zeros((2, 32, 32, 3), np.uint8)

@@ -6,6 +6,7 @@ import errno
 import io
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -30,6 +31,7 @@ from dogs_vs_cats.mnist import load_mnist
 from dogs_vs_cats.outputs import atomic_file, DEBRIS, PREFIX, sweep_debris
 from dogs_vs_cats.split import make_split, why_unusable
 from dogs_vs_cats.submission import id_gap
+from dogs_vs_cats.workspace import TINY_PARAMS
 from tests.helpers import jpeg_bytes, section, write_zip
 from tests.test_predict import colour_model, competition_zip, RED, write_image  # noqa: F401  (a fixture)
 from tests.workspace import (
@@ -38,7 +40,6 @@ from tests.workspace import (
     copy_workspace,
     dvc,
     environment,
-    make_workspace,
     REPO,
     run,
     stages_run,
@@ -396,25 +397,103 @@ def test_the_submission_stage_names_missing_ids(tmp_path, colour_model, monkeypa
     assert id_gap(range(1, 13)) == "no id missing of 1..12"
 
 
+def test_the_submissions_memory_does_not_follow_the_numbers_in_names(tmp_path, colour_model):  # noqa: F811
+    archive = competition_zip(tmp_path, [1, 2, 123456789012, 99999999999999999999999])
+    project = copy_project(tmp_path / "project", {"submission": {"archive": str(archive), "batch_size": 4}})
+    limit = 3 * 2**30  # TensorFlow and the model fit; a set of the ids up to the highest would need terabytes
+    result = subprocess.run([sys.executable, "-m", "stages.submission", str(colour_model), "submission.csv"],
+                            cwd=project, env=environment(), capture_output=True, text=True, timeout=600,
+                            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1].endswith(
+        "no id missing of 1..2; 2 ids outside Kaggle's 1..12500, kept as they are: 123456789012, "
+        "99999999999999999999999")
+    rows = (project / "submission.csv").read_text().splitlines()[1:]
+    assert [row.split(",")[0] for row in rows] == ["1", "2", "123456789012", "99999999999999999999999"]
+    many = [*range(1, 12_500), *range(12_501, 12_520), 10**30]  # Kaggle's size: a pass over the ids
+    assert id_gap(many) == ("1 id missing of 1..12500: 12500; 20 ids outside Kaggle's 1..12500, kept as they are: "
+                            "12501-12519, 1000000000000000000000000000000")
+
+
+# --- 15. a diverging run never replaces a good model ---------------------------------------------
+
+def test_a_diverging_training_stops_in_one_line_and_keeps_the_previous_model(tmp_path, monkeypatch, capsys):
+    from stages.train_head import main
+    settings = {**TINY_PARAMS["train_head"], "epochs": 3, "lr": 1e30}
+    project = copy_project(tmp_path / "project", {**TINY_PARAMS, "train_head": settings})
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 16), ("validation", 8), ("test", 8)):
+        (project / "data/features").mkdir(parents=True, exist_ok=True)
+        np.save(project / f"data/features/{split}_features.npy", rng.random((count, 1, 1, 16), np.float32))
+        np.save(project / f"data/features/{split}_labels.npy", np.tile(np.float32([0, 1]), count // 2))
+    for path, text in (("models/head.keras", "the previous model"), ("dvclive/train_head/metrics.json", "{}"),
+                       ("dvclive/train_head/plots/metrics/train/loss.tsv", "step\tloss\n0\t0.5\n")):
+        (project / path).parent.mkdir(parents=True, exist_ok=True)
+        (project / path).write_text(text)
+    kept = {path: path.read_bytes() for folder in ("models", "dvclive") for path in (project / folder).rglob("*")
+            if path.is_file()}
+    monkeypatch.chdir(project)
+    monkeypatch.setattr(sys, "argv", ["stages/train_head.py", "data/features", "models/head.keras",
+                                      "dvclive/train_head"])
+    with pytest.raises(SystemExit) as exit_info:
+        stage.run(main, inputs=("FEATURES",), outputs=("MODEL", "LOGS"))
+    error = capsys.readouterr().err
+    errors = [line for line in error.splitlines() if line.startswith("error:")]
+    assert exit_info.value.code == 1 and "Traceback" not in error and len(errors) == 1, error
+    assert errors[0].startswith("error: train_head: the loss became nan in epoch 1, so training stopped and the "
+                                "previous model was kept: the learning rate 1e+30 is likely too high"), error
+    assert {path: path.read_bytes() for path in kept} == kept
+    assert [path for folder in ("models", "dvclive") for path in (project / folder).rglob("*")
+            if path.is_file() and path not in kept] == []  # nor a temporary left
+
+
+def test_evaluate_and_predict_refuse_a_model_whose_outputs_are_not_finite(tmp_path, monkeypatch, capsys):
+    from dogs_vs_cats.evaluate import evaluate
+    monkeypatch.chdir(tmp_path)
+    head = keras.Sequential([keras.Input((1, 1, 4)), keras.layers.Flatten(),
+                             keras.layers.Dense(1, activation="sigmoid")])
+    head.layers[-1].set_weights([np.full((4, 1), np.nan, np.float32), np.zeros(1, np.float32)])
+    Path("models").mkdir()
+    head.save("models/head.keras")
+    Path("features").mkdir()
+    np.save("features/test_features.npy", np.ones((6, 1, 1, 4), np.float32))
+    np.save("features/test_labels.npy", np.float32([0, 1, 0, 1, 0, 1]))
+    with pytest.raises(StageError) as error:
+        evaluate(Path("models/head.keras"), Path("features"), Path("metrics/eval/head"), 4)
+    assert str(error.value) == ("models/head.keras gives 6 of 6 outputs that are not finite (NaN or infinite): its "
+                                "training diverged; retrain it with a lower learning rate (`dvc repro train_head`)")
+    assert not Path("metrics").exists()
+    model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(1, activation="sigmoid")])
+    model.layers[-1].set_weights([np.full((3, 1), np.nan, np.float32), np.zeros(1, np.float32)])
+    model.save("diverged.keras")
+    write_image(tmp_path / "red.jpg", RED)
+    assert predict([str(tmp_path / "red.jpg"), "--model", "diverged.keras", "--out", "p.csv"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "error: diverged.keras holds weights that are not finite (NaN or infinite), so its outputs are not either: "
+        "its training diverged; retrain it with a lower learning rate (train it again)")
+    assert not Path("p.csv").exists()
+    # finite weights whose output is not: red's 220 * 1e38 - 30 * 1e38 is inf - inf, NaN
+    model.layers[-1].set_weights([np.float32([[1e38], [-1e38], [0]]), np.zeros(1, np.float32)])
+    model.save("overflows.keras")
+    assert predict([str(tmp_path / "red.jpg"), "--model", "overflows.keras", "--out", "p.csv"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"error: the model gives P(dog) nan for {tmp_path / 'red.jpg'}, not a probability: its training diverged; "
+        f"retrain it with a lower learning rate")
+    assert not Path("p.csv").exists()
+
+
 # --- through DVC and make -----------------------------------------------------------------------
 
 FEATURES = [f"data/features/{split}_{kind}.npy" for split in ("train", "validation", "test")
             for kind in ("features", "labels")]
 
 
-@pytest.fixture(scope="module")
-def featured(tmp_path_factory):
-    """A workspace where `dvc repro features` ran (sample, split, weights, features), committed."""
-    ws = make_workspace(tmp_path_factory.mktemp("featured") / "ws")
-    dvc(ws, "repro", "features")
-    run(ws, "git", "add", "-A")
-    run(ws, "git", "commit", "-qm", "features")
-    return ws
-
-
 @pytest.fixture
-def ws(featured, tmp_path):
-    return copy_workspace(featured, tmp_path / "ws")
+def ws(first_run, tmp_path):
+    """A copy of the session's workspace, where the whole DAG (sample, split, weights and
+    features among it) ran through DVC, committed."""
+    return copy_workspace(first_run[0], tmp_path / "ws")
 
 
 def wait_group(pid, seconds=120):

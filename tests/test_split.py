@@ -39,6 +39,9 @@ def test_book_rule_exact_counts_and_index_ranges(tmp_path):
     report = json.loads((tmp_path / "out" / "data.json").read_text())
     assert report["counts"] == {"train": {"cats": 4, "dogs": 4}, "validation": {"cats": 2, "dogs": 2},
                                 "test": {"cats": 2, "dogs": 2}}
+    assert report["numbers"]["train"]["cats"] == {"first": 0, "last": 3}  # each split's first and last number
+    assert report["numbers"]["validation"]["dogs"] == {"first": 4, "last": 5}
+    assert report["numbers"]["test"]["dogs"] == {"first": 6, "last": 7}
     assert report["skipped"] == [] and report["total"] == 16
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["data.json", "split"]  # no temp leftovers
 

@@ -21,14 +21,16 @@ ORDER = ["sample", "split", "weights", "features", *TRAINING_STAGES, "evaluate",
 def evaluations():
     """evaluate@<model>'s paths, as dvc.yaml's foreach gives them."""
     foreach = DVC_YAML["evaluate"]["foreach"]
-    return {name: [Path(f"models/{name}.keras"), Path(item["test"]), Path(f"metrics/eval/{name}")]
+    return {name: [Path(f"models/{name}.keras"), Path(item["validation"]), Path(item["test"]),
+                   Path(f"metrics/eval/{name}"), Path(f"models/{name}.calibration.json")]
             for name, item in foreach.items()}
 
 
 def declared_outputs(stage):
     spec = DVC_YAML[stage]
     if "foreach" in spec:
-        return [Path(f"metrics/eval/{name}") for name in spec["foreach"]]
+        return [path for name in spec["foreach"] for path in (Path(f"metrics/eval/{name}"),
+                                                               Path(f"models/{name}.calibration.json"))]
     return [Path(next(iter(entry)) if isinstance(entry, dict) else entry)
             for entry in spec.get("outs", []) + spec.get("metrics", [])]
 

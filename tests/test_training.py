@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from dogs_vs_cats.batches import ArrayBatches
+from dogs_vs_cats.distribute import training_scope
 from dogs_vs_cats.errors import StageError
 from dogs_vs_cats.nets import dense_head
-from dogs_vs_cats.training import ArrayBatches, Phase, train, training_scope
+from dogs_vs_cats.training import Phase, train
 from tests.helpers import section
 
 

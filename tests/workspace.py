@@ -1,6 +1,7 @@
 """The throwaway workspaces of dogs_vs_cats.workspace (shared with bench/), and what only
 the tests do with them: copy one, put one back to its last commit, call a stage's main()."""
 
+import os
 import shutil
 from pathlib import Path
 
@@ -42,6 +43,13 @@ def stage_paths(stage, params_file="params.yaml"):
 
 
 def copy_workspace(source, target):
-    """A copy of a git + DVC workspace (its cache included) that lives on its own."""
-    shutil.copytree(source, target, symlinks=True)
+    """A copy of a git + DVC workspace (its cache included) that lives on its own. The files of
+    its DVC cache are hard links to the source's, a third of the bytes copied otherwise: DVC
+    writes each once, under its hash, and never changes it (the workspace's files are copies)."""
+    def copy(path, to):
+        if Path(path).relative_to(source).parts[:2] == (".dvc", "cache"):
+            os.link(path, to)
+        else:
+            shutil.copy2(path, to)
+    shutil.copytree(source, target, symlinks=True, copy_function=copy)
     return target
