@@ -87,7 +87,7 @@ full: $(VENV)/.installed
 # its dvc.lock and metrics. Run it last, after every code change, then commit what it lists.
 baseline: $(VENV)/.installed
 	dvc exp run -S schedule=quick -S levers=none $(DOGS_VS_CATS)
-	@echo "commit it: git add params.yaml dvc.lock metrics dvclive && git commit -m 'Baseline: the quick configuration'"
+	@echo "commit it: git add params.yaml dvc.lock metrics dvclive models/*.calibration.json && git commit -m 'Baseline: the quick configuration'"
 
 # Kaggle's submission CSV from the model of the last `make run` or `make book`: --no-hydra keeps
 # that run's params.yaml instead of composing the default one, so nothing is trained again.
