@@ -406,11 +406,15 @@ def train(stage, model, data, phases, params, augment=None, loss="binary_crossen
     # Workers other than the chief log to a folder of their own, removed at the end.
     with (atomic_dir(logs or f"dvclive/{stage}") if not index else worker_folder()) as logs:
         resume.restore_log(logs)
-        with open_live(logs, logged, resume=bool(resume.epoch)) as live:
-            live.step = resume.epoch
-            done = fit_phases(trainer, data, phases, loss, live, best, schedule, resume)
-            best.restore()
-            summarize(live, best, done, started, resolve_precision(params.get("precision", "float32")), logs)
+        live = open_live(logs, logged, resume=bool(resume.epoch))
+        live.step = resume.epoch
+        done = fit_phases(trainer, data, phases, loss, live, best, schedule, resume)
+        best.restore()
+        summarize(live, best, done, started, resolve_precision(params.get("precision", "float32")), logs)
+        # Only a run that ended well ends its log: Live.end() waits for DVCLive's queue of
+        # updates, which a Ctrl-C or SIGTERM in the middle of one leaves waiting forever
+        # (the log of an interrupted run is discarded with its temporary folder anyway).
+        live.end()
         if index:
             # Saving may build new variables (a float32 copy), which every worker must take
             # part in (TensorFlow's multi-worker guide): the others save to a folder of their own.
