@@ -150,7 +150,7 @@ def start_and_signal(ws, command, started, signum):
     while not glob.glob(str(ws / started)):
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
+        time.sleep(0.01)  # the export writes its folder for a second or two: look often
     os.killpg(process.pid, signum)  # as Ctrl-C in a terminal and `timeout` do: the whole group
     output, _ = process.communicate(timeout=600)  # a loaded machine: DVC and the stage clean up first
     # DVC may die first on SIGTERM: wait for the stage, in the same process group, to
