@@ -1,14 +1,7 @@
-"""The DVC stages of the Dogs vs. Cats pipeline: one thin entry point per stage, run as
-dvc.yaml's `cmd` says (`python -m stages.<name> PATH...`), plus `predict`. Each reads
-params.yaml, calls the library (`dogs_vs_cats`) and writes its declared outputs.
-
-`python -m stages.<name>` imports this package first, seconds before the stage's own
-signal handling is in place (after TensorFlow's import, in dogs_vs_cats.stage.run), while
-DVC has already deleted the stage's outputs: a SIGTERM or Ctrl-C then ends the stage here,
-in one line, with the outputs put back from the DVC cache (standard library only).
-It also keeps TensorFlow's start-up chatter off the log (dogs_vs_cats.quiet;
-`DOGS_VS_CATS_VERBOSE=1` brings it back).
-"""
+"""The DVC stages: one thin entry point each, `python -m stages.<name> PATH...` as dvc.yaml
+says, plus `predict`. Importing this package first, before TensorFlow, keeps its start-up
+chatter off the log (dogs_vs_cats.quiet) and makes a SIGTERM or Ctrl-C during start-up one
+line, with the outputs DVC deleted put back from its cache (standard library only)."""
 
 import os
 import signal
